@@ -1,0 +1,139 @@
+/**
+ * The `base` layer: the list of block refs of a file. A zero ref is a sparse
+ * block that reads as zeros and occupies nothing.
+ *
+ * Marshalled as `length × 24-byte refs`, as in the original.
+ *
+ * @module
+ */
+import { BLOCK_REF_SIZE_BYTES, BlockRef } from "../core/block_ref.ts";
+import { blockDigest, sectorCrcs, sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
+import { crc32c } from "../core/crc32c.ts";
+import { BlockCorruptError, BlockNotFoundError } from "../errors.ts";
+import type { BlockRange, BlockRead } from "../storage/block_store.ts";
+import { type Layer, type LayerContext, LayerKind, type MarshalledLayer } from "./layer.ts";
+
+const zeroSectorCrcCache = new Map<number, Uint32Array>();
+/** Sector CRCs of an all-zero block. */
+export function zeroSectorCrcs(blockSizeBytes: number): Uint32Array {
+  let crcs = zeroSectorCrcCache.get(blockSizeBytes);
+  if (!crcs) {
+    const crc = crc32c(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
+    crcs = new Uint32Array(sectorsPerBlock(blockSizeBytes)).fill(crc);
+    zeroSectorCrcCache.set(blockSizeBytes, crcs);
+  }
+  return crcs.slice();
+}
+
+/** The innermost layer. */
+export class BaseLayer implements Layer {
+  readonly kind = LayerKind.base;
+  #context: LayerContext;
+  #refs: BlockRef[];
+
+  constructor(context: LayerContext, refs: BlockRef[] = []) {
+    this.#context = context;
+    this.#refs = refs;
+  }
+
+  /** Unmarshals `content` (length × 24-byte refs). @throws {SyntaxError} */
+  static unmarshal(context: LayerContext, content: Uint8Array): BaseLayer {
+    if (content.length % BLOCK_REF_SIZE_BYTES !== 0) {
+      throw new SyntaxError(`Cannot decode base layer: ${content.length} bytes is not whole refs`);
+    }
+    const refs: BlockRef[] = [];
+    for (let offset = 0; offset < content.length; offset += BLOCK_REF_SIZE_BYTES) {
+      refs.push(BlockRef.fromBytes(content, offset));
+    }
+    return new BaseLayer(context, refs);
+  }
+
+  length(): number {
+    return this.#refs.length;
+  }
+
+  /** The ref at `index` (zero for a sparse block). */
+  refAt(index: number): BlockRef {
+    const ref = this.#refs[index];
+    if (ref === undefined) {
+      throw new BlockNotFoundError(`Cannot find block ${index}: the file has ${this.#refs.length}`);
+    }
+    return ref;
+  }
+
+  async read(index: number, range: BlockRange): Promise<BlockRead> {
+    const ref = this.refAt(index);
+    if (ref.isZero()) {
+      return {
+        data: new Uint8Array(range.lengthBytes),
+        sectorCrcs: zeroSectorCrcs(this.#context.blockSizeBytes),
+      };
+    }
+    return await this.#context.store.readBlock(ref, range);
+  }
+
+  async write(index: number, data: Uint8Array): Promise<Uint32Array> {
+    this.#checkWritable(index);
+    const ref = this.#context.refs.next();
+    const block = new Uint8Array(this.#context.blockSizeBytes);
+    block.set(data);
+    await this.#context.store.writeBlock(ref, block);
+    this.#refs[index] = ref;
+    return sectorCrcs(block, this.#context.blockSizeBytes);
+  }
+
+  async writeRange(
+    index: number,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    this.#checkWritable(index);
+    const current = this.#refs[index];
+    if (current !== undefined && this.#context.refs.ownsRef(current)) {
+      return await this.#context.store.writeBlockRange(current, offsetBytes, data, expectDigest);
+    }
+    // Copy-on-write: the current block belongs to a committed INode.
+    let block: Uint8Array;
+    if (current === undefined || current.isZero()) {
+      block = new Uint8Array(this.#context.blockSizeBytes);
+    } else {
+      const old = await this.#context.store.readBlock(current);
+      if (expectDigest !== undefined && blockDigest(old.sectorCrcs) !== expectDigest) {
+        throw new BlockCorruptError(`Cannot rewrite ${current}: its checksum does not match`);
+      }
+      block = old.data;
+    }
+    block.set(data, offsetBytes);
+    return await this.write(index, block);
+  }
+
+  truncate(lengthBlocks: number): void {
+    if (lengthBlocks < this.#refs.length) this.#refs.length = lengthBlocks;
+    while (this.#refs.length < lengthBlocks) this.#refs.push(BlockRef.ZERO);
+  }
+
+  trim(fromIndex: number, toIndex: number): void {
+    for (let i = fromIndex; i < toIndex && i < this.#refs.length; i++) {
+      this.#refs[i] = BlockRef.ZERO;
+    }
+  }
+
+  blockRefs(): BlockRef[] {
+    return this.#refs.filter((ref) => !ref.isZero());
+  }
+
+  marshal(): MarshalledLayer[] {
+    const content = new Uint8Array(this.#refs.length * BLOCK_REF_SIZE_BYTES);
+    this.#refs.forEach((ref, i) => ref.writeTo(content, i * BLOCK_REF_SIZE_BYTES));
+    return [{ type: LayerKind.base, content }];
+  }
+
+  #checkWritable(index: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index > this.#refs.length) {
+      throw new BlockNotFoundError(
+        `Cannot write block ${index}: the file has ${this.#refs.length} blocks`,
+      );
+    }
+  }
+}

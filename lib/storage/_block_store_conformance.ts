@@ -1,0 +1,189 @@
+/**
+ * The conformance suite every BlockStore implementation passes. Each
+ * implementation's test file calls {@linkcode testBlockStore} in one line.
+ *
+ * @module
+ */
+import assertNode from "node:assert/strict";
+import { BlockRef, BlockType } from "../core/block_ref.ts";
+import { blockDigest, sectorCrcs } from "../core/sector.ts";
+import { BlockCorruptError, BlockNotFoundError, ClosedError, OutOfSpaceError } from "../errors.ts";
+import { Prng } from "../prng.ts";
+import type { BlockStore } from "./block_store.ts";
+
+/** Opens a fresh, empty store of `numBlocks` blocks of `blockSizeBytes`. */
+export type OpenBlockStore = (
+  options: { blockSizeBytes: number; numBlocks: number },
+) => Promise<BlockStore>;
+
+/** Hooks for behaviour only some stores can show. */
+export interface ConformanceOptions {
+  /** Corrupts one stored byte behind the store's back. */
+  corrupt?: (store: BlockStore, ref: BlockRef, offsetBytes: number) => Promise<void>;
+}
+
+function ref(inode: number, index: number, type: BlockType = BlockType.data): BlockRef {
+  return new BlockRef(3, type, inode, index);
+}
+
+/** Registers the conformance tests for one implementation. */
+export function testBlockStore(
+  name: string,
+  open: OpenBlockStore,
+  options: ConformanceOptions = {},
+): void {
+  const prng = new Prng(0x70125);
+  const blockSizeBytes = 16384;
+
+  Deno.test(`${name}: writeBlock() then readBlock() returns the bytes, zero-padded`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 8 });
+    const data = prng.fill(new Uint8Array(5000));
+    await store.writeBlock(ref(1, 1), data);
+    const { data: back, sectorCrcs: crcs } = await store.readBlock(ref(1, 1));
+    assertNode.equal(back.length, blockSizeBytes);
+    assertNode.deepEqual(back.subarray(0, 5000), data);
+    assertNode.ok(back.subarray(5000).every((b) => b === 0));
+    assertNode.deepEqual(crcs, sectorCrcs(back, blockSizeBytes));
+    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.equal(await store.hasBlock(ref(1, 1)), true);
+    assertNode.equal(await store.hasBlock(ref(1, 2)), false);
+    await store.close();
+  });
+
+  Deno.test(`${name}: data and INode blocks with equal numbers are distinct`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 8 });
+    await store.writeBlock(ref(1, 1), new Uint8Array([1]));
+    await store.writeBlock(ref(1, 1, BlockType.inode), new Uint8Array([2]));
+    assertNode.equal((await store.readBlock(ref(1, 1))).data[0], 1);
+    assertNode.equal((await store.readBlock(ref(1, 1, BlockType.inode))).data[0], 2);
+    await store.close();
+  });
+
+  Deno.test(`${name}: readBlock() of a range returns that range`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 8 });
+    const data = prng.fill(new Uint8Array(blockSizeBytes));
+    await store.writeBlock(ref(1, 1), data);
+    for (
+      const [offsetBytes, lengthBytes] of [[0, 1], [4095, 2], [4096, 4096], [100, 9000]] as const
+    ) {
+      const { data: part } = await store.readBlock(ref(1, 1), { offsetBytes, lengthBytes });
+      assertNode.deepEqual(part, data.subarray(offsetBytes, offsetBytes + lengthBytes));
+    }
+    await assertNode.rejects(
+      store.readBlock(ref(1, 1), { offsetBytes: blockSizeBytes - 1, lengthBytes: 2 }),
+      RangeError,
+    );
+    await store.close();
+  });
+
+  Deno.test(`${name}: writeBlockRange() updates bytes and sector CRCs in place`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 8 });
+    const data = prng.fill(new Uint8Array(blockSizeBytes));
+    await store.writeBlock(ref(1, 1), data);
+    const patch = prng.fill(new Uint8Array(5000));
+    const crcs = await store.writeBlockRange(ref(1, 1), 3000, patch);
+    data.set(patch, 3000);
+    const { data: back, sectorCrcs: readCrcs } = await store.readBlock(ref(1, 1));
+    assertNode.deepEqual(back, data);
+    assertNode.deepEqual(crcs, sectorCrcs(data, blockSizeBytes));
+    assertNode.equal(blockDigest(readCrcs), blockDigest(crcs));
+    assertNode.equal(store.usedBlocks(), 1);
+    await assertNode.rejects(store.writeBlockRange(ref(9, 9), 0, patch), BlockNotFoundError);
+    await assertNode.rejects(
+      store.writeBlockRange(ref(1, 1), 0, patch, blockDigest(crcs) ^ 1),
+      BlockCorruptError,
+    );
+    assertNode.deepEqual(
+      (await store.readBlock(ref(1, 1))).data,
+      data,
+      "refused write changed nothing",
+    );
+    await store.writeBlockRange(ref(1, 1), 0, patch.subarray(0, 1), blockDigest(crcs));
+    await store.close();
+  });
+
+  Deno.test(`${name}: writeBlock() of an existing ref replaces it`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 2 });
+    await store.writeBlock(ref(1, 1), new Uint8Array([1]));
+    await store.writeBlock(ref(1, 1), new Uint8Array([2]));
+    assertNode.equal((await store.readBlock(ref(1, 1))).data[0], 2);
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+  });
+
+  Deno.test(`${name}: readBlock() of a missing block throws BlockNotFoundError`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 2 });
+    await assertNode.rejects(store.readBlock(ref(1, 1)), BlockNotFoundError);
+    await store.close();
+  });
+
+  Deno.test(`${name}: a full store throws OutOfSpaceError and keeps its blocks`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 3 });
+    for (let i = 1; i <= 3; i++) await store.writeBlock(ref(1, i), new Uint8Array([i]));
+    await assertNode.rejects(store.writeBlock(ref(1, 4), new Uint8Array([4])), OutOfSpaceError);
+    assertNode.equal(store.usedBlocks(), 3);
+    for (let i = 1; i <= 3; i++) {
+      assertNode.equal((await store.readBlock(ref(1, i))).data[0], i);
+    }
+    assertNode.equal(await store.deleteBlock(ref(1, 2)), true);
+    assertNode.equal(await store.deleteBlock(ref(1, 2)), false);
+    await store.writeBlock(ref(1, 4), new Uint8Array([4]));
+    assertNode.equal((await store.readBlock(ref(1, 4))).data[0], 4);
+    assertNode.equal(store.numBlocks(), 3);
+    await store.close();
+  });
+
+  Deno.test(`${name}: writeBlock() longer than a block throws RangeError`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 2 });
+    await assertNode.rejects(
+      store.writeBlock(ref(1, 1), new Uint8Array(blockSizeBytes + 1)),
+      RangeError,
+    );
+    assertNode.equal(store.usedBlocks(), 0);
+    await store.close();
+  });
+
+  Deno.test(`${name}: blockRefs() lists every stored ref`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 16 });
+    const refs = [ref(1, 1), ref(1, 2), ref(2, 1, BlockType.inode)];
+    for (const r of refs) await store.writeBlock(r, new Uint8Array([1]));
+    await store.deleteBlock(ref(1, 2));
+    const keys = store.blockRefs().map((r) => r.key()).sort();
+    assertNode.deepEqual(keys, [ref(1, 1).key(), ref(2, 1, BlockType.inode).key()].sort());
+    await store.flush();
+    await store.close();
+  });
+
+  Deno.test(`${name}: a closed store throws ClosedError`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 2 });
+    await store.close();
+    await assertNode.rejects(store.readBlock(ref(1, 1)), ClosedError);
+    await assertNode.rejects(store.writeBlock(ref(1, 1), new Uint8Array(1)), ClosedError);
+  });
+
+  if (options.corrupt) {
+    const corrupt = options.corrupt;
+    Deno.test(`${name}: a corrupt sector throws BlockCorruptError, never wrong bytes`, async () => {
+      const store = await open({ blockSizeBytes, numBlocks: 2 });
+      const data = prng.fill(new Uint8Array(blockSizeBytes));
+      await store.writeBlock(ref(1, 1), data);
+      await corrupt(store, ref(1, 1), 5000);
+      await assertNode.rejects(store.readBlock(ref(1, 1)), BlockCorruptError);
+      await assertNode.rejects(
+        store.readBlock(ref(1, 1), { offsetBytes: 4096, lengthBytes: 10 }),
+        BlockCorruptError,
+      );
+      // Sectors that were not corrupted still read.
+      const { data: head } = await store.readBlock(ref(1, 1), {
+        offsetBytes: 0,
+        lengthBytes: 4096,
+      });
+      assertNode.deepEqual(head, data.subarray(0, 4096));
+      await assertNode.rejects(
+        store.writeBlockRange(ref(1, 1), 4200, new Uint8Array(10)),
+        BlockCorruptError,
+      );
+      await store.close();
+    });
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The BlockStore contract: a node's local store of fixed-size blocks keyed by
+ * {@linkcode BlockRef}.
+ *
+ * @module
+ */
+import type { BlockRef } from "../core/block_ref.ts";
+
+/** What {@linkcode BlockStore.readBlock} returns. */
+export interface BlockRead {
+  /** The requested bytes; owned by the caller. */
+  data: Uint8Array;
+  /**
+   * CRC-32C of every sector of the whole block as stored (see `core/sector.ts`).
+   * The `crc` blockset layer checks their digest against the INode.
+   */
+  sectorCrcs: Uint32Array;
+}
+
+/** A byte range inside one block. */
+export interface BlockRange {
+  offsetBytes: number;
+  lengthBytes: number;
+}
+
+/**
+ * A local store of blocks. Implementations: `memory` (tests, simulation,
+ * client caches) and `file` (durable, the default of torusd).
+ *
+ * Contract, checked by `_block_store_conformance.ts` for every implementation:
+ * - Blocks are exactly `blockSizeBytes`; a shorter write is zero-padded.
+ * - Every sector is checksummed. A read verifies each sector it touches and
+ *   throws `BlockCorruptError` on a mismatch: never wrong bytes.
+ * - After `flush()` resolves, every write and delete before it is durable (for
+ *   durable stores). A block torn by a crash reads as `BlockCorruptError` or
+ *   `BlockNotFoundError`, never as valid data.
+ * - Buffers passed in are not retained; buffers returned are the caller's.
+ * - A full store throws `OutOfSpaceError` and changes nothing.
+ */
+export interface BlockStore {
+  /** The engine name: `memory` or `file`. */
+  readonly kind: string;
+  /** Size of every block. */
+  readonly blockSizeBytes: number;
+  /** Capacity, in blocks. */
+  numBlocks(): number;
+  /** Blocks stored. */
+  usedBlocks(): number;
+  /** Whether a block is stored. */
+  hasBlock(ref: BlockRef): Promise<boolean>;
+  /**
+   * Reads a whole block, or `range` of it.
+   *
+   * @throws {BlockNotFoundError} when the block is not stored.
+   * @throws {BlockCorruptError} when a touched sector fails its checksum.
+   * @throws {RangeError} when `range` is outside the block.
+   */
+  readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead>;
+  /**
+   * Stores a whole block, replacing any block with the same ref.
+   *
+   * @throws {OutOfSpaceError} when no slot is free.
+   * @throws {RangeError} when `data` is longer than a block.
+   */
+  writeBlock(ref: BlockRef, data: Uint8Array): Promise<void>;
+  /**
+   * Overwrites `data.length` bytes of a stored block at `offsetBytes`, in place,
+   * and returns the block's new sector CRCs. Only for blocks no committed INode
+   * references yet: the file layer uses it to absorb small writes into a block
+   * it already copied in the current write session.
+   *
+   * When `expectDigest` is given, the block's current sector CRCs must have
+   * that digest (`core/sector.ts`), so a replaced block is never built upon.
+   *
+   * @throws {BlockNotFoundError} when the block is not stored.
+   * @throws {BlockCorruptError} when an edge sector to merge with fails its
+   * checksum, or the block does not match `expectDigest`.
+   */
+  writeBlockRange(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array>;
+  /** Deletes a block; returns whether it was stored. */
+  deleteBlock(ref: BlockRef): Promise<boolean>;
+  /** A snapshot of the refs stored now. */
+  blockRefs(): BlockRef[];
+  /** Makes every write and delete so far durable. */
+  flush(): Promise<void>;
+  /** Flushes and releases the store; later calls throw `ClosedError`. */
+  close(): Promise<void>;
+}
+
+/** Checks that `range` lies inside a block; returns it with defaults filled in. */
+export function checkRange(blockSizeBytes: number, range?: BlockRange): BlockRange {
+  const offsetBytes = range?.offsetBytes ?? 0;
+  const lengthBytes = range?.lengthBytes ?? blockSizeBytes - offsetBytes;
+  if (
+    !Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes) || offsetBytes < 0 ||
+    lengthBytes < 0 || offsetBytes + lengthBytes > blockSizeBytes
+  ) {
+    throw new RangeError(
+      `Cannot access bytes [${offsetBytes}, ${
+        offsetBytes + lengthBytes
+      }) of a block: the block has ${blockSizeBytes} bytes`,
+    );
+  }
+  return { offsetBytes, lengthBytes };
+}
