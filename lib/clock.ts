@@ -24,7 +24,7 @@ export class SystemClock implements Clock {
     return Date.now();
   }
   setTimer(delayMs: number, callback: () => void): number {
-    return setTimeout(callback, delayMs);
+    return setTimeout(callback, delayMs) as unknown as number;
   }
   clearTimer(id: number): void {
     clearTimeout(id);

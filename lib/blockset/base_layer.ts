@@ -74,7 +74,11 @@ export class BaseLayer implements Layer {
 
   async write(index: number, data: Uint8Array): Promise<Uint32Array> {
     this.#checkWritable(index);
-    const ref = this.#context.refs.next();
+    // A block already written in this session is replaced under its own ref.
+    const current = this.#refs[index];
+    const ref = current !== undefined && this.#context.refs.ownsRef(current)
+      ? current
+      : this.#context.refs.next();
     const block = new Uint8Array(this.#context.blockSizeBytes);
     block.set(data);
     await this.#context.store.writeBlock(ref, block);

@@ -114,6 +114,11 @@ export class Blockset {
     this.#context.refs.begin(inode);
   }
 
+  /** Ends the write session (after its INode is committed). */
+  endSession(): void {
+    this.#context.refs.end();
+  }
+
   /** The open write session's INode, or null. */
   get session(): INodeRef | null {
     return this.#context.refs.session;

@@ -33,6 +33,12 @@ export class RefAllocator {
     this.#lastIndex = 0;
   }
 
+  /** Ends the session: every block written so far is now immutable. */
+  end(): void {
+    this.#session = null;
+    this.#lastIndex = 0;
+  }
+
   /** The open session, or null between sessions. */
   get session(): INodeRef | null {
     return this.#session;

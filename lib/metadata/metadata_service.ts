@@ -104,6 +104,12 @@ export interface MetadataService {
   /** Every volume, by name. */
   listVolumes(): Promise<VolumeInfo[]>;
   /**
+   * The largest volume id ever handed out (0 before the first volume). Ids are
+   * never reused, so a volume id at or below it that `listVolumes` does not
+   * return belongs to a deleted volume.
+   */
+  volumeIdHighwater(): Promise<number>;
+  /**
    * Deletes a volume and everything under it (snapshots, counters, lock).
    * @throws {VolumeNotFoundError}
    * @throws {VolumeInUseError} when its lock is held.

@@ -1,0 +1,119 @@
+/**
+ * Garbage collection of blocks, failing closed.
+ *
+ * A block is live when the current INode or a snapshot of its volume
+ * references it, or when it is newer than every committed INode of its
+ * volume (a write session in flight). Everything else is garbage: blocks
+ * replaced by later writes, trimmed blocks, the INodes of old versions, and
+ * the blocks of deleted volumes.
+ *
+ * Unlike the original, any doubt keeps the block: if listing volumes fails,
+ * nothing is collected; if a volume's INodes cannot be read, none of its
+ * blocks are collected; a volume created after marking began (an id above
+ * every id seen) is left alone.
+ *
+ * @module
+ */
+import { type BlockRef, BlockType, INodeRef } from "../core/block_ref.ts";
+import type { VolumeInfo } from "../metadata/metadata_service.ts";
+import { loadINode, type VolumeContext } from "./block_volume.ts";
+
+interface VolumeMarks {
+  /** Keys of live data blocks. */
+  data: Set<string>;
+  /** Live INode numbers (current and snapshots). */
+  inodes: Set<number>;
+  /** Blocks of INodes above this are in flight and live. */
+  highwater: number;
+}
+
+/** The outcome of marking: which blocks may be deleted. */
+export class GcMarks {
+  #volumes: Map<number, VolumeMarks | "unknown">;
+  #maxVolumeId: number;
+
+  constructor(volumes: Map<number, VolumeMarks | "unknown">, maxVolumeId: number) {
+    this.#volumes = volumes;
+    this.#maxVolumeId = maxVolumeId;
+  }
+
+  /** True only when `ref` is certainly garbage. */
+  isDead(ref: BlockRef): boolean {
+    const marks = this.#volumes.get(ref.volume);
+    if (marks === "unknown") return false;
+    if (marks === undefined) return ref.volume <= this.#maxVolumeId; // deleted volume
+    if (ref.inode > marks.highwater) return false;
+    if (ref.type === BlockType.inode) return !marks.inodes.has(ref.inode);
+    return !marks.data.has(ref.key());
+  }
+}
+
+/**
+ * Marks the live blocks of every volume. Returns null when the volume list
+ * cannot be read: then nothing may be collected.
+ */
+export async function markLiveBlocks(context: VolumeContext): Promise<GcMarks | null> {
+  let volumes: VolumeInfo[];
+  let maxVolumeId: number;
+  try {
+    // The highwater first: a volume created after it is read has a larger id.
+    maxVolumeId = await context.metadata.volumeIdHighwater();
+    volumes = await context.metadata.listVolumes();
+  } catch {
+    return null;
+  }
+  const marks = new Map<number, VolumeMarks | "unknown">();
+  for (const volume of volumes) {
+    try {
+      marks.set(volume.id, await markVolume(context, volume));
+    } catch {
+      marks.set(volume.id, "unknown");
+    }
+  }
+  return new GcMarks(marks, maxVolumeId);
+}
+
+async function markVolume(context: VolumeContext, volume: VolumeInfo): Promise<VolumeMarks> {
+  const heads: INodeRef[] = [await context.metadata.currentINode(volume.id)];
+  for (const snapshot of await context.metadata.listSnapshots(volume.id)) {
+    heads.push(snapshot.inode);
+  }
+  const marks: VolumeMarks = { data: new Set(), inodes: new Set(), highwater: 0 };
+  for (const head of heads) {
+    marks.inodes.add(head.inode);
+    marks.highwater = Math.max(marks.highwater, head.inode);
+    if (head.inode <= 1) continue;
+    const { blockset } = await loadINode(context, volume, new INodeRef(volume.id, head.inode));
+    for (const ref of blockset.blockRefs()) marks.data.add(ref.key());
+  }
+  return marks;
+}
+
+/** What one collection did. */
+export interface GcResult {
+  /** False when marking failed and nothing was examined. */
+  ran: boolean;
+  deletedBlocks: number;
+  keptBlocks: number;
+}
+
+/**
+ * Deletes every block of the store that marking proves dead, then flushes.
+ */
+export async function collectGarbage(context: VolumeContext): Promise<GcResult> {
+  const marks = await markLiveBlocks(context);
+  if (marks === null) {
+    return { ran: false, deletedBlocks: 0, keptBlocks: context.store.usedBlocks() };
+  }
+  let deletedBlocks = 0;
+  let keptBlocks = 0;
+  for (const ref of context.store.blockRefs()) {
+    if (marks.isDead(ref)) {
+      if (await context.store.deleteBlock(ref)) deletedBlocks++;
+    } else {
+      keptBlocks++;
+    }
+  }
+  if (deletedBlocks > 0) await context.store.flush();
+  return { ran: true, deletedBlocks, keptBlocks };
+}

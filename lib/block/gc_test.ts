@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import type { INodeRef } from "../core/block_ref.ts";
+import type { MetadataService } from "../metadata/metadata_service.ts";
+import { createBlockVolume, openBlockFile } from "./block_volume.ts";
+import { collectGarbage } from "./gc.ts";
+import { testEnv } from "./_test_env.ts";
+
+async function writeAndSync(env: Awaited<ReturnType<typeof testEnv>>, name: string, fill: number) {
+  const file = await openBlockFile(env, name, { lease: env.lease });
+  await file.writeAt(new Uint8Array(file.sizeBytes).fill(fill), 0);
+  await file.close();
+}
+
+Deno.test("GC deletes only blocks no current INode or snapshot references", async () => {
+  const env = await testEnv();
+  const volume = await createBlockVolume(env.metadata, "v", 1024); // 4 blocks
+  await writeAndSync(env, "v", 1);
+  await env.metadata.saveSnapshot(volume.id, "keep");
+  await writeAndSync(env, "v", 2);
+  await writeAndSync(env, "v", 3);
+  const before = env.store.usedBlocks();
+  const result = await collectGarbage(env);
+  assert.ok(result.ran);
+  // Live: current (4 data + 1 INode) and snapshot (4 data + 1 INode).
+  assert.equal(env.store.usedBlocks(), 10, `had ${before}`);
+  assert.equal(result.deletedBlocks, before - 10);
+  const reader = await openBlockFile(env, "v", { readOnly: true });
+  assert.ok((await reader.readAt(0, 1024)).every((b) => b === 3));
+  await env.metadata.deleteSnapshot(volume.id, "keep");
+  await collectGarbage(env);
+  assert.equal(env.store.usedBlocks(), 5);
+});
+
+Deno.test("GC frees a deleted volume's blocks and leaves its neighbours alone", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "a", 512);
+  await createBlockVolume(env.metadata, "b", 512);
+  await writeAndSync(env, "a", 1);
+  await writeAndSync(env, "b", 2);
+  await env.metadata.deleteVolume("a");
+  await collectGarbage(env);
+  assert.equal(env.store.usedBlocks(), 3, "b's 2 data blocks and its INode");
+  const reader = await openBlockFile(env, "b", { readOnly: true });
+  assert.ok((await reader.readAt(0, 512)).every((b) => b === 2));
+});
+
+Deno.test("GC keeps the blocks of a write session in flight", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 512);
+  const file = await openBlockFile(env, "v", { lease: env.lease });
+  await file.writeAt(new Uint8Array(512).fill(4), 0);
+  await env.store.flush();
+  await collectGarbage(env);
+  await file.sync();
+  assert.ok((await file.readAt(0, 512)).every((b) => b === 4));
+  await file.close();
+});
+
+Deno.test("GC fails closed: a metadata error deletes nothing", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 512);
+  await writeAndSync(env, "v", 1);
+  await writeAndSync(env, "v", 2);
+  const used = env.store.usedBlocks();
+  const failing = (method: keyof MetadataService) =>
+    new Proxy(env.metadata, {
+      get(target, property, receiver) {
+        if (property === method) return () => Promise.reject(new Error("etcd is down"));
+        const value = Reflect.get(target, property, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  for (const method of ["listVolumes", "currentINode", "listSnapshots"] as const) {
+    const result = await collectGarbage({ ...env, metadata: failing(method) });
+    assert.equal(env.store.usedBlocks(), used, `${method} failing must delete nothing`);
+    if (method === "listVolumes") assert.equal(result.ran, false);
+  }
+  // An unreadable INode keeps its volume's blocks too.
+  const broken = new Proxy(env.inodes, {
+    get(target, property, receiver) {
+      if (property === "getINode") return (_ref: INodeRef) => Promise.reject(new Error("timeout"));
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  await collectGarbage({ ...env, inodes: broken });
+  assert.equal(env.store.usedBlocks(), used);
+  await collectGarbage(env);
+  assert.ok(env.store.usedBlocks() < used);
+});

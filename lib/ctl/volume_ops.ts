@@ -1,0 +1,111 @@
+/**
+ * The volume and snapshot operations behind `torusctl`, on a
+ * {@linkcode LocalNode}. They return data; printing is the command's job.
+ *
+ * @module
+ */
+import { createBlockVolume, findSnapshot, restoreSnapshot } from "../block/block_volume.ts";
+import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
+import type { LockStatus, SnapshotInfo, VolumeInfo } from "../metadata/metadata_service.ts";
+import type { LocalNode } from "../node/local_node.ts";
+import { parseSize } from "../size.ts";
+import { formatBlockSpec, parseBlockSpec } from "../blockset/spec.ts";
+
+/** A row of `volume list`. */
+export interface VolumeRow extends VolumeInfo {
+  status: LockStatus;
+}
+
+/** Every volume with its lock status. */
+export async function listVolumes(node: LocalNode): Promise<VolumeRow[]> {
+  await node.globalMetadata();
+  const volumes = await node.metadata.listVolumes();
+  return await Promise.all(volumes.map(async (volume) => ({
+    ...volume,
+    status: await node.metadata.lockStatus(volume.id).catch(() => "unknown" as const),
+  })));
+}
+
+/**
+ * Creates a block volume; `sizeText` is a size with units (`10GiB`).
+ *
+ * @throws {SyntaxError} on a malformed size.
+ */
+export async function createVolume(
+  node: LocalNode,
+  name: string,
+  sizeText: string,
+): Promise<VolumeInfo> {
+  const sizeBytes = parseSize(sizeText);
+  if (sizeBytes <= 0) throw new RangeError(`Cannot create volume "${name}": size must be positive`);
+  await node.globalMetadata();
+  return await createBlockVolume(node.metadata, name, sizeBytes);
+}
+
+/** Deletes a volume; its blocks are freed by the next garbage collection. */
+export async function deleteVolume(node: LocalNode, name: string): Promise<void> {
+  await node.globalMetadata();
+  await node.metadata.deleteVolume(name);
+}
+
+/** What `torusctl init` sets. */
+export interface InitOptions {
+  blockSizeText: string;
+  blockSpec: string;
+}
+
+/** Formats the data directory's metadata. */
+export async function initialize(node: LocalNode, options: InitOptions): Promise<void> {
+  const blockSizeBytes = parseSize(options.blockSizeText);
+  const powerOfTwo = (blockSizeBytes & (blockSizeBytes - 1)) === 0;
+  if (
+    blockSizeBytes < BLOCK_SIZE_BYTES_MIN || blockSizeBytes > BLOCK_SIZE_BYTES_MAX || !powerOfTwo
+  ) {
+    throw new RangeError(
+      `Cannot use block size ${options.blockSizeText}: it must be a power of two from ${BLOCK_SIZE_BYTES_MIN} bytes to 16MiB`,
+    );
+  }
+  const defaultBlockSpec = formatBlockSpec(parseBlockSpec(options.blockSpec));
+  await node.initialize({ blockSizeBytes, defaultBlockSpec });
+}
+
+/**
+ * Splits `VOLUME@SNAPSHOT`.
+ *
+ * @throws {SyntaxError} when either part is missing.
+ */
+export function parseSnapshotName(text: string): { volume: string; snapshot: string } {
+  const at = text.lastIndexOf("@");
+  if (at <= 0 || at === text.length - 1) {
+    throw new SyntaxError(`Cannot parse "${text}": expected VOLUME@SNAPSHOT`);
+  }
+  return { volume: text.slice(0, at), snapshot: text.slice(at + 1) };
+}
+
+/** Saves the volume's last synced state as a snapshot. */
+export async function createSnapshot(node: LocalNode, text: string): Promise<SnapshotInfo> {
+  const { volume, snapshot } = parseSnapshotName(text);
+  const info = await node.metadata.getVolume(volume);
+  return await node.metadata.saveSnapshot(info.id, snapshot);
+}
+
+/** Snapshots of a volume. */
+export async function listSnapshots(node: LocalNode, volume: string): Promise<SnapshotInfo[]> {
+  const info = await node.metadata.getVolume(volume);
+  return await node.metadata.listSnapshots(info.id);
+}
+
+/** Deletes a snapshot; blocks only it pinned are freed by the next GC. */
+export async function deleteSnapshot(node: LocalNode, text: string): Promise<void> {
+  const { volume, snapshot } = parseSnapshotName(text);
+  const info = await node.metadata.getVolume(volume);
+  await findSnapshot(node.metadata, info, snapshot);
+  await node.metadata.deleteSnapshot(info.id, snapshot);
+}
+
+/** Makes a snapshot current; refused while the volume is in use. */
+export async function restoreVolumeSnapshot(node: LocalNode, text: string): Promise<void> {
+  const { volume, snapshot } = parseSnapshotName(text);
+  const keeper = await node.lease();
+  await restoreSnapshot(node.metadata, volume, snapshot, keeper.lease);
+}

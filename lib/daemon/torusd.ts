@@ -1,0 +1,113 @@
+/**
+ * The storage daemon on one machine: opens (and on first run initializes)
+ * a data directory, keeps its block store, runs garbage collection on a
+ * timer, and shuts down cleanly on SIGINT or SIGTERM.
+ *
+ * @module
+ */
+import { collectGarbage } from "../block/gc.ts";
+import type { Clock } from "../clock.ts";
+import { BLOCK_SIZE_BYTES_DEFAULT } from "../constants.ts";
+import { NotInitializedError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { LocalNode } from "../node/local_node.ts";
+import type { SizeSpec } from "../size.ts";
+import type { VolumeContext } from "../block/block_volume.ts";
+
+/** Time between garbage collections. */
+export const GC_INTERVAL_MS = 60_000;
+
+/** Options of {@linkcode Torusd.start}. */
+export interface TorusdOptions {
+  dataDir: string;
+  size: SizeSpec;
+  /** Initialize the data directory with defaults when it is not. */
+  autoInit: boolean;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** A running daemon. */
+export class Torusd {
+  readonly node: LocalNode;
+  readonly volumes: VolumeContext;
+  #options: TorusdOptions;
+  #gcTimer = 0;
+  #gcRunning: Promise<void> | null = null;
+  #closed = false;
+
+  private constructor(node: LocalNode, volumes: VolumeContext, options: TorusdOptions) {
+    this.node = node;
+    this.volumes = volumes;
+    this.#options = options;
+  }
+
+  /**
+   * Opens the data directory and its block store.
+   *
+   * @throws {NotInitializedError} when it is not initialized and `autoInit` is off.
+   */
+  static async start(options: TorusdOptions): Promise<Torusd> {
+    const node = await LocalNode.open({
+      dataDir: options.dataDir,
+      create: true,
+      clock: options.clock,
+    });
+    try {
+      try {
+        await node.globalMetadata();
+      } catch (error) {
+        if (!(error instanceof NotInitializedError) || !options.autoInit) throw error;
+        await node.initialize({
+          blockSizeBytes: BLOCK_SIZE_BYTES_DEFAULT,
+          defaultBlockSpec: "crc,base",
+        });
+        options.logger.log("info", `initialized ${options.dataDir} (block size 512 KiB, crc,base)`);
+      }
+      const volumes = await node.volumes(options.size);
+      const daemon = new Torusd(node, volumes, options);
+      options.logger.log(
+        "info",
+        `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
+      );
+      daemon.#scheduleGc();
+      return daemon;
+    } catch (error) {
+      await node.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  #scheduleGc(): void {
+    if (this.#closed) return;
+    this.#gcTimer = this.#options.clock.setTimer(GC_INTERVAL_MS, () => {
+      this.#gcRunning = this.collectGarbage().finally(() => {
+        this.#gcRunning = null;
+        this.#scheduleGc();
+      });
+    });
+  }
+
+  /** Runs one garbage collection now. */
+  async collectGarbage(): Promise<void> {
+    try {
+      const result = await collectGarbage(this.volumes);
+      if (!result.ran) this.#options.logger.log("warn", "gc skipped: metadata unavailable");
+      else if (result.deletedBlocks > 0) {
+        this.#options.logger.log("info", `gc deleted ${result.deletedBlocks} blocks`);
+      }
+    } catch (error) {
+      this.#options.logger.log("error", `gc failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Stops timers, flushes and closes everything. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#options.clock.clearTimer(this.#gcTimer);
+    await this.#gcRunning;
+    await this.node.close();
+    this.#options.logger.log("info", "stopped");
+  }
+}

@@ -1,0 +1,358 @@
+/**
+ * A {@linkcode File}: one open volume, read and written at byte offsets.
+ *
+ * Semantics follow the original Torus: the first write after an open or a
+ * sync opens a write session under a new INode number; `sync()` makes the
+ * session's blocks durable, writes the INode, makes it durable, and then
+ * commits it as the volume's current INode with a fenced compare-and-swap.
+ * Readers of an older INode (snapshots) are never disturbed: a block that a
+ * committed INode references is copied on write, and only blocks written in
+ * the open session change in place, so a 4 KiB write costs one 4 KiB write
+ * once its block has been copied into the session.
+ *
+ * Concurrency: any number of reads and writes may be in flight (NBD issues
+ * many). Requests touching the same block are ordered by a per-block lock;
+ * `sync()` waits for requests in flight and holds new ones back.
+ *
+ * @module
+ */
+import { INodeRef } from "../core/block_ref.ts";
+import type { Blockset } from "../blockset/blockset.ts";
+import { FencedError, ReadOnlyError } from "../errors.ts";
+import type { INodeRecord, INodeStore } from "../inode/inode_store.ts";
+import type { LockToken, MetadataService, VolumeInfo } from "../metadata/metadata_service.ts";
+import type { BlockStore } from "../storage/block_store.ts";
+import { KeyedRwLock, RwLock } from "./rw_lock.ts";
+
+/** What a {@linkcode File} is opened with. */
+export interface FileOptions {
+  volume: VolumeInfo;
+  /** The INode the file starts from. */
+  head: INodeRecord;
+  blockset: Blockset;
+  inodes: INodeStore;
+  store: BlockStore;
+  metadata: MetadataService;
+  /** The volume's write lock; null opens the file read-only. */
+  lock: LockToken | null;
+  /** Called once when the file is closed (releases the lock). */
+  onClose?: () => Promise<void>;
+}
+
+/** Where {@linkcode File.seek} counts from. */
+export type Whence = "start" | "current" | "end";
+
+/** Counters of one file, for metrics. */
+export interface FileStats {
+  readBytes: number;
+  writtenBytes: number;
+  syncs: number;
+}
+
+/** An open volume. */
+export class File {
+  readonly volume: VolumeInfo;
+  readonly stats: FileStats = { readBytes: 0, writtenBytes: 0, syncs: 0 };
+  #blockset: Blockset;
+  #inodes: INodeStore;
+  #store: BlockStore;
+  #metadata: MetadataService;
+  #lock: LockToken | null;
+  #onClose?: () => Promise<void>;
+  #head: INodeRef;
+  #sizeBytes: number;
+  #offsetBytes = 0;
+  #session: Promise<INodeRef> | null = null;
+  #fenced: FencedError | null = null;
+  #closed = false;
+  #io = new RwLock();
+  #blocks = new KeyedRwLock();
+
+  constructor(options: FileOptions) {
+    this.volume = options.volume;
+    this.#blockset = options.blockset;
+    this.#inodes = options.inodes;
+    this.#store = options.store;
+    this.#metadata = options.metadata;
+    this.#lock = options.lock;
+    this.#onClose = options.onClose;
+    this.#head = options.head.ref;
+    this.#sizeBytes = options.head.sizeBytes;
+  }
+
+  /** Size of the file, in bytes. */
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  /** Size of its blocks, in bytes. */
+  get blockSizeBytes(): number {
+    return this.#blockset.blockSizeBytes;
+  }
+
+  /** True when the file cannot be written. */
+  get readOnly(): boolean {
+    return this.#lock === null;
+  }
+
+  /** The last committed INode. */
+  get head(): INodeRef {
+    return this.#head;
+  }
+
+  /** Whether writes are waiting for a sync. */
+  get dirty(): boolean {
+    return this.#session !== null;
+  }
+
+  /**
+   * Reads `lengthBytes` at `offsetBytes`.
+   *
+   * @throws {RangeError} when the range is not inside the file.
+   * @throws {BlockCorruptError} when a block fails its checksum.
+   */
+  async readAt(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+    this.#checkRange("read", offsetBytes, lengthBytes);
+    const result = new Uint8Array(lengthBytes);
+    await this.#io.with(false, async () => {
+      await Promise.all(
+        this.#pieces(offsetBytes, lengthBytes).map((piece) =>
+          this.#blocks.with(piece.index, false, async () => {
+            const data = await this.#blockset.read(piece.index, {
+              offsetBytes: piece.offsetBytes,
+              lengthBytes: piece.lengthBytes,
+            });
+            result.set(data, piece.targetOffset);
+          })
+        ),
+      );
+    });
+    this.stats.readBytes += lengthBytes;
+    return result;
+  }
+
+  /**
+   * Writes `data` at `offsetBytes`. Not durable until {@linkcode File.sync}.
+   *
+   * @throws {RangeError} when the range is not inside the file.
+   * @throws {ReadOnlyError} on a read-only file.
+   * @throws {FencedError} when the file lost its lock.
+   */
+  async writeAt(data: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#checkWritable();
+    this.#checkRange("write", offsetBytes, data.length);
+    await this.#io.with(false, async () => {
+      await this.#openSession();
+      await Promise.all(
+        this.#pieces(offsetBytes, data.length).map((piece) =>
+          this.#blocks.with(piece.index, true, async () => {
+            const chunk = data.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes);
+            if (piece.lengthBytes === this.blockSizeBytes) {
+              await this.#blockset.write(piece.index, chunk);
+            } else {
+              await this.#blockset.writeRange(piece.index, piece.offsetBytes, chunk);
+            }
+          })
+        ),
+      );
+    });
+    this.stats.writtenBytes += data.length;
+  }
+
+  /**
+   * Makes `lengthBytes` at `offsetBytes` read as zeros. Whole blocks become
+   * sparse (their space is freed by GC once no INode references them);
+   * partial blocks at the edges are written with zeros. This is NBD's TRIM and
+   * WRITE_ZEROES, and the original's `Trim`.
+   */
+  async zero(offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.#checkWritable();
+    this.#checkRange("zero", offsetBytes, lengthBytes);
+    const block = this.blockSizeBytes;
+    const firstWhole = Math.ceil(offsetBytes / block);
+    const endWhole = Math.floor((offsetBytes + lengthBytes) / block);
+    if (firstWhole >= endWhole) {
+      await this.writeAt(new Uint8Array(lengthBytes), offsetBytes);
+      return;
+    }
+    if (offsetBytes < firstWhole * block) {
+      await this.writeAt(new Uint8Array(firstWhole * block - offsetBytes), offsetBytes);
+    }
+    if (offsetBytes + lengthBytes > endWhole * block) {
+      await this.writeAt(
+        new Uint8Array(offsetBytes + lengthBytes - endWhole * block),
+        endWhole * block,
+      );
+    }
+    await this.#io.with(true, async () => {
+      await this.#openSession();
+      this.#blockset.trim(firstWhole, endWhole);
+    });
+  }
+
+  /**
+   * Sets the file's size, at most the volume's size. Growing adds sparse
+   * blocks; shrinking drops blocks past the end and zeroes the tail.
+   */
+  async truncate(sizeBytes: number): Promise<void> {
+    this.#checkWritable();
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > this.volume.sizeBytes) {
+      throw new RangeError(
+        `Cannot truncate volume "${this.volume.name}" to ${sizeBytes} bytes: it holds at most ${this.volume.sizeBytes}`,
+      );
+    }
+    if (sizeBytes < this.#sizeBytes && sizeBytes % this.blockSizeBytes !== 0) {
+      const end = Math.min(
+        this.#sizeBytes,
+        Math.ceil(sizeBytes / this.blockSizeBytes) * this.blockSizeBytes,
+      );
+      await this.writeAt(new Uint8Array(end - sizeBytes), sizeBytes);
+    }
+    await this.#io.with(true, async () => {
+      await this.#openSession();
+      this.#blockset.truncate(Math.ceil(sizeBytes / this.blockSizeBytes));
+      this.#sizeBytes = sizeBytes;
+    });
+  }
+
+  /**
+   * Commits everything written so far: blocks durable, then the INode durable,
+   * then the volume's current INode swapped to it under the fenced lock. A
+   * no-op when nothing was written since the last sync.
+   *
+   * @throws {FencedError} when the lock was lost; the file then refuses writes.
+   */
+  async sync(): Promise<void> {
+    await this.#io.with(true, async () => {
+      if (this.#session === null) return;
+      const session = await this.#session;
+      await this.#store.flush();
+      await this.#inodes.writeINode({
+        ref: session,
+        replaces: this.#head.inode,
+        sizeBytes: this.#sizeBytes,
+        layers: this.#blockset.marshal(),
+      });
+      await this.#store.flush();
+      try {
+        await this.#metadata.commitINode(this.#lock!, session);
+      } catch (error) {
+        if (error instanceof FencedError) this.#fenced = error;
+        throw error;
+      }
+      this.#head = session;
+      this.#session = null;
+      this.#blockset.endSession();
+      this.stats.syncs++;
+    });
+  }
+
+  /** Reads at the file offset and advances it. */
+  async read(lengthBytes: number): Promise<Uint8Array> {
+    const length = Math.min(lengthBytes, this.#sizeBytes - this.#offsetBytes);
+    const data = await this.readAt(this.#offsetBytes, Math.max(0, length));
+    this.#offsetBytes += data.length;
+    return data;
+  }
+
+  /** Writes at the file offset and advances it. */
+  async write(data: Uint8Array): Promise<void> {
+    await this.writeAt(data, this.#offsetBytes);
+    this.#offsetBytes += data.length;
+  }
+
+  /**
+   * Moves the file offset; returns the new offset (the original returned its
+   * argument instead).
+   */
+  seek(offsetBytes: number, whence: Whence = "start"): number {
+    const base = whence === "start"
+      ? 0
+      : whence === "current"
+      ? this.#offsetBytes
+      : this.#sizeBytes;
+    const target = base + offsetBytes;
+    if (!Number.isSafeInteger(target) || target < 0 || target > this.#sizeBytes) {
+      throw new RangeError(`Cannot seek to ${target}: the file has ${this.#sizeBytes} bytes`);
+    }
+    this.#offsetBytes = target;
+    return target;
+  }
+
+  /** Syncs, then releases the lock (always, even when the sync fails). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      if (!this.readOnly && this.#fenced === null) await this.sync();
+    } finally {
+      await this.#onClose?.();
+    }
+  }
+
+  #openSession(): Promise<INodeRef> {
+    if (this.#session === null) {
+      const volumeId = this.volume.id;
+      const opening = this.#metadata.nextINode(volumeId).then((inode) => {
+        const ref = new INodeRef(volumeId, inode);
+        this.#blockset.beginSession(ref);
+        return ref;
+      });
+      this.#session = opening;
+      opening.catch(() => {
+        if (this.#session === opening) this.#session = null;
+      });
+    }
+    return this.#session;
+  }
+
+  #pieces(offsetBytes: number, lengthBytes: number) {
+    const block = this.blockSizeBytes;
+    const pieces: {
+      index: number;
+      offsetBytes: number;
+      lengthBytes: number;
+      targetOffset: number;
+    }[] = [];
+    let position = offsetBytes;
+    const end = offsetBytes + lengthBytes;
+    while (position < end) {
+      const index = Math.floor(position / block);
+      const within = position - index * block;
+      const length = Math.min(block - within, end - position);
+      pieces.push({
+        index,
+        offsetBytes: within,
+        lengthBytes: length,
+        targetOffset: position - offsetBytes,
+      });
+      position += length;
+    }
+    return pieces;
+  }
+
+  #checkRange(what: string, offsetBytes: number, lengthBytes: number): void {
+    if (
+      !Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes) || offsetBytes < 0 ||
+      lengthBytes < 0 || offsetBytes + lengthBytes > this.#sizeBytes
+    ) {
+      throw new RangeError(
+        `Cannot ${what} ${lengthBytes} bytes at offset ${offsetBytes} of volume "${this.volume.name}": it has ${this.#sizeBytes} bytes`,
+      );
+    }
+  }
+
+  #checkWritable(): void {
+    if (this.#lock === null) {
+      throw new ReadOnlyError(`Cannot write volume "${this.volume.name}": it is open read-only`);
+    }
+    if (this.#fenced) {
+      throw new FencedError(
+        `Cannot write volume "${this.volume.name}": its lock was lost (${this.#fenced.message})`,
+      );
+    }
+    if (this.#closed) {
+      throw new ReadOnlyError(`Cannot write volume "${this.volume.name}": it is closed`);
+    }
+  }
+}

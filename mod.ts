@@ -1,0 +1,96 @@
+/**
+ * Torus on Deno: a distributed block store. A volume is split into
+ * fixed-size blocks, written append-only under INodes, checksummed, and
+ * attached as a block device over NBD.
+ *
+ * This module is the public library API, as an explicit list.
+ *
+ * @example Write and read a volume in memory
+ * ```ts
+ * import {
+ *   createBlockVolume, INodeStore, ManualClock, MemoryBlockStore, MemoryMetadata, openBlockFile,
+ * } from "./mod.ts";
+ * const clock = new ManualClock(0);
+ * const metadata = new MemoryMetadata({ clock });
+ * await metadata.initialize({ blockSizeBytes: 4096, defaultBlockSpec: "crc,base" }, {
+ *   version: 1,
+ *   bytes: new Uint8Array(),
+ * });
+ * const store = new MemoryBlockStore({ blockSizeBytes: 4096, numBlocks: 64 });
+ * const context = { metadata, store, inodes: new INodeStore(store) };
+ * await createBlockVolume(metadata, "vol1", 1 << 20);
+ * const file = await openBlockFile(context, "vol1", { lease: await metadata.grantLease(30_000) });
+ * await file.writeAt(new TextEncoder().encode("hello"), 0);
+ * await file.sync();
+ * await file.close();
+ * ```
+ *
+ * @module
+ */
+
+// Addresses and checksums.
+export { BlockRef, BlockType, INodeRef } from "./lib/core/block_ref.ts";
+export { crc32c } from "./lib/core/crc32c.ts";
+
+// Time, randomness, sizes, errors.
+export { type Clock, ManualClock, SystemClock } from "./lib/clock.ts";
+export { Prng } from "./lib/prng.ts";
+export { formatSize, parseSize, parseSizeSpec, type SizeSpec } from "./lib/size.ts";
+export {
+  AlreadyExistsError,
+  BlockCorruptError,
+  BlockNotFoundError,
+  ClosedError,
+  ConflictError,
+  FencedError,
+  NotInitializedError,
+  OutOfSpaceError,
+  ReadOnlyError,
+  SnapshotNotFoundError,
+  TorusError,
+  VolumeInUseError,
+  VolumeNotFoundError,
+} from "./lib/errors.ts";
+
+// Block stores.
+export type { BlockRange, BlockRead, BlockStore } from "./lib/storage/block_store.ts";
+export {
+  MemoryBlockStore,
+  type MemoryBlockStoreOptions,
+} from "./lib/storage/memory_block_store.ts";
+export { FileBlockStore, type FileBlockStoreOptions } from "./lib/storage/file_block_store.ts";
+
+// Blocksets and INodes.
+export { Blockset, formatBlockSpec, type LayerSpec, parseBlockSpec } from "./lib/blockset/mod.ts";
+export { type INodeRecord, INodeStore } from "./lib/inode/inode_store.ts";
+
+// Metadata.
+export type {
+  GlobalMetadata,
+  Lease,
+  LockStatus,
+  LockToken,
+  MetadataService,
+  PeerRecord,
+  RingRecord,
+  SnapshotInfo,
+  VolumeInfo,
+} from "./lib/metadata/metadata_service.ts";
+export { MemoryMetadata, MemoryMetadataStore } from "./lib/metadata/memory_metadata.ts";
+export { SqliteMetadata, type SqliteMetadataOptions } from "./lib/metadata/sqlite_metadata.ts";
+
+// Files and block volumes.
+export { File, type FileOptions, type Whence } from "./lib/file/file.ts";
+export {
+  createBlockVolume,
+  openBlockFile,
+  openSnapshot,
+  type OpenVolumeOptions,
+  restoreSnapshot,
+  type VolumeContext,
+} from "./lib/block/block_volume.ts";
+export { collectGarbage, type GcResult } from "./lib/block/gc.ts";
+
+// A data directory on one machine.
+export { LocalNode, type LocalNodeOptions } from "./lib/node/local_node.ts";
+export { VERSION } from "./lib/version.ts";
