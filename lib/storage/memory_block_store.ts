@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BlockRef } from "../core/block_ref.ts";
+import type { BlockRef } from "../core/block_ref.ts";
 import { crc32c } from "../core/crc32c.ts";
 import { blockDigest, sectorCrcs, sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError, BlockNotFoundError, ClosedError, OutOfSpaceError } from "../errors.ts";

@@ -1,0 +1,95 @@
+/**
+ * Test fixture of `file_block_store_test.ts`: a process that writes blocks to
+ * a {@linkcode FileBlockStore}, flushes, reports what it flushed, then churns
+ * unflushed writes, patches and deletes until it is killed.
+ *
+ * ```
+ * deno run -A lib/storage/_crash_writer.ts DIR BLOCK_SIZE NUM_BLOCKS FLUSHED
+ * ```
+ *
+ * Prints `FLUSHED <n>` once blocks `0 .. n-1` (see {@linkcode crashExpected})
+ * are durable. Block contents are a function of the block's number, so the
+ * test knows every acceptable content of every block.
+ *
+ * @module
+ */
+import { BlockRef, BlockType } from "../core/block_ref.ts";
+import { Prng } from "../prng.ts";
+import { FileBlockStore } from "./file_block_store.ts";
+
+/** Every this many flushed blocks, one is deleted before the flush. */
+export const CRASH_DELETE_EVERY = 7;
+/** Flushed blocks with `n % CRASH_PATCH_EVERY === 1` are patched before the flush. */
+export const CRASH_PATCH_EVERY = 4;
+/** Unflushed blocks with `n % CRASH_CHURN_PATCH_EVERY === 0` are patched. */
+export const CRASH_CHURN_PATCH_EVERY = 3;
+/** Bytes of a patch written with `writeBlockRange`. */
+const PATCH_LENGTH_BYTES = 5000;
+/** The writer gives up on its own after this long, should its parent never kill it. */
+const CHURN_LIMIT_MS = 60_000;
+
+/** The ref of block number `n`. */
+export function crashRef(n: number): BlockRef {
+  return new BlockRef(1, BlockType.data, 7, n + 1);
+}
+
+/** The bytes written for block `n`: a prefix of the block; the rest stays zero. */
+export function crashWritten(n: number, blockSizeBytes: number): Uint8Array {
+  const length = blockSizeBytes - (n % 5) * 1000;
+  return new Prng(n + 1).fill(new Uint8Array(Math.max(1, length)));
+}
+
+/** The patch of block `n`: its offset and bytes. */
+export function crashPatch(n: number, blockSizeBytes: number): [number, Uint8Array] {
+  const offset = (n * 4099) % (blockSizeBytes - PATCH_LENGTH_BYTES);
+  return [offset, new Prng(n + 1_000_003).fill(new Uint8Array(PATCH_LENGTH_BYTES))];
+}
+
+/** The acceptable whole-block contents of block `n`: as written, and as patched. */
+export function crashExpected(n: number, blockSizeBytes: number): [Uint8Array, Uint8Array] {
+  const written = new Uint8Array(blockSizeBytes);
+  written.set(crashWritten(n, blockSizeBytes));
+  const patched = written.slice();
+  const [offset, bytes] = crashPatch(n, blockSizeBytes);
+  patched.set(bytes, offset);
+  return [written, patched];
+}
+
+async function main(args: string[]): Promise<void> {
+  const [directory, blockText, numText, flushedText] = args;
+  if (directory === undefined || flushedText === undefined) {
+    throw new TypeError("usage: _crash_writer.ts DIR BLOCK_SIZE NUM_BLOCKS FLUSHED");
+  }
+  const blockSizeBytes = Number(blockText);
+  const flushed = Number(flushedText);
+  const store = await FileBlockStore.open({
+    directory,
+    blockSizeBytes,
+    sizeBytes: Number(numText) * blockSizeBytes,
+  });
+  for (let n = 0; n < flushed; n++) {
+    await store.writeBlock(crashRef(n), crashWritten(n, blockSizeBytes));
+    if (n % CRASH_PATCH_EVERY === 1) {
+      await store.writeBlockRange(crashRef(n), ...crashPatch(n, blockSizeBytes));
+    }
+  }
+  for (let n = 0; n < flushed; n += CRASH_DELETE_EVERY) await store.deleteBlock(crashRef(n));
+  await store.flush();
+  console.log(`FLUSHED ${flushed}`);
+
+  // Unflushed churn until killed: new blocks, patches, and deletes of the
+  // oldest unflushed block when full, so that slots are reused.
+  const live: number[] = [];
+  const deadline = Date.now() + CHURN_LIMIT_MS;
+  for (let n = flushed; Date.now() < deadline; n++) {
+    if (store.usedBlocks() >= store.numBlocks()) await store.deleteBlock(crashRef(live.shift()!));
+    await store.writeBlock(crashRef(n), crashWritten(n, blockSizeBytes));
+    live.push(n);
+    if (n % CRASH_CHURN_PATCH_EVERY === 0) {
+      await store.writeBlockRange(crashRef(n), ...crashPatch(n, blockSizeBytes));
+    }
+  }
+  await store.close();
+}
+
+if (import.meta.main) await main(Deno.args);

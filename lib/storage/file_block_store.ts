@@ -1,0 +1,1186 @@
+// The BlockStore methods are async so that every error rejects, while their
+// I/O is synchronous by design (see the module doc).
+// deno-lint-ignore-file require-await
+/**
+ * The durable `file` BlockStore, the default engine of torusd: fixed-size
+ * slots in a data file plus a checksummed index file, in one directory
+ * (`<data-dir>/block`). `Documentation/storage.md` describes the on-disk
+ * format, the crash-safety argument and the measurements behind the I/O
+ * mechanism.
+ *
+ * ```
+ * block/data.blk   slot s at s × blockSize, nSlots × blockSize bytes
+ * block/index.blk  [0, 4096)  header, two copies (at 0 and 512)
+ *                  then one record of recordSize bytes per slot:
+ *                  ref (24) | generation u64 | sector CRC-32C u32 × n | record CRC-32C u32
+ * ```
+ *
+ * A slot whose record fails its CRC (all zero, torn, garbage) is free. Data
+ * is written before its record; `flush()` fdatasyncs the data file, then the
+ * index file. Every sector of every block carries a CRC-32C in its record, so
+ * a torn data write reads as `BlockCorruptError`, never as wrong bytes.
+ *
+ * Linux only: it calls libc through FFI (`--allow-ffi`) for `pread`, `pwrite`
+ * and `posix_fallocate`. Reads and writes are synchronous calls (microseconds
+ * on the page cache, where an async Deno file op costs ~190 µs); only the
+ * fdatasyncs of `flush()` leave the event loop.
+ *
+ * @module
+ */
+import { BLOCK_REF_SIZE_BYTES, BlockRef, readU64, writeU64 } from "../core/block_ref.ts";
+import { assert } from "../assert.ts";
+import { crc32c } from "../core/crc32c.ts";
+import { blockDigest, sectorSizeBytes } from "../core/sector.ts";
+import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
+import {
+  BlockCorruptError,
+  BlockNotFoundError,
+  ClosedError,
+  OutOfSpaceError,
+  TorusError,
+} from "../errors.ts";
+import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
+
+/** Name of the data file inside the store directory. */
+export const DATA_FILE_NAME = "data.blk";
+/** Name of the index file inside the store directory. */
+export const INDEX_FILE_NAME = "index.blk";
+/** Name the index file is built under before it is renamed into place on creation. */
+const INDEX_TEMP_FILE_NAME = "index.blk.tmp";
+/** First 8 bytes of the index file. */
+export const INDEX_MAGIC = "TORUSBLK";
+/** Version of the on-disk format this module reads and writes. */
+export const INDEX_FORMAT_VERSION = 1;
+/** Bytes at the start of the index file reserved for the header; records start here. */
+export const INDEX_HEADER_REGION_BYTES = 4096;
+/**
+ * Offsets of the two copies of the header. They sit in different 512-byte
+ * device sectors, so a torn header write damages at most one copy.
+ */
+const HEADER_COPY_OFFSETS_BYTES = [0, 512] as const;
+/** Bytes of one header copy: magic, version, block, sector and record sizes, slots, CRC. */
+const HEADER_COPY_SIZE_BYTES = 36;
+/** Offset of the header CRC-32C, which covers the bytes before it. */
+const HEADER_CRC_OFFSET_BYTES = 32;
+/**
+ * The unit a device writes atomically, assumed for the record layout: a
+ * record is a power of two of at least {@linkcode RECORD_SIZE_BYTES_MIN}
+ * bytes, so a record never straddles a 512-byte boundary unless it is a whole
+ * number of such sectors.
+ */
+const DEVICE_SECTOR_SIZE_BYTES = 512;
+/** Smallest index record: ref, generation, one sector CRC and the record CRC fit in 40. */
+const RECORD_SIZE_BYTES_MIN = 64;
+/** Offset of the BlockRef in a record. */
+const RECORD_REF_OFFSET_BYTES = 0;
+/** Offset of the u64 generation in a record; 0 marks a free record. */
+const RECORD_GENERATION_OFFSET_BYTES = BLOCK_REF_SIZE_BYTES;
+/** Offset of the first sector CRC in a record. */
+const RECORD_CRCS_OFFSET_BYTES = RECORD_GENERATION_OFFSET_BYTES + 8;
+/** Bytes of the index file read per step when a store is opened. */
+const INDEX_SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Mode of a store directory the engine creates: owner only. */
+const STORE_DIRECTORY_MODE = 0o700;
+/** Mode of the data and index files: owner only. */
+const STORE_FILE_MODE = 0o600;
+/** The C library the engine calls through FFI. */
+const LIBC_PATH = "libc.so.6";
+
+// Linux x86-64 / aarch64 values of the libc constants used here.
+const O_RDWR = 0o2;
+const O_CLOEXEC = 0o2000000;
+const PROT_READ_WRITE = 0x3;
+const MAP_SHARED = 0x1;
+const EINTR = 4;
+const ENOSPC = 28;
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  5: "EIO",
+  9: "EBADF",
+  12: "ENOMEM",
+  13: "EACCES",
+  22: "EINVAL",
+  27: "EFBIG",
+  28: "ENOSPC",
+  30: "EROFS",
+  95: "EOPNOTSUPP",
+  122: "EDQUOT",
+};
+
+/**
+ * How a store moves bytes between memory and its files:
+ * - `pread`: synchronous `pread`/`pwrite` through FFI (the default, chosen by
+ *   measurement; see `Documentation/storage.md`);
+ * - `mmap`: both files mapped `MAP_SHARED`, bytes copied in and out;
+ * - `fsfile`: `Deno.FsFile` `seekSync` + `readSync`/`writeSync`.
+ *
+ * The alternatives exist for `tests/bench/file_store_bench.ts`.
+ */
+export type FileBlockStoreIo = "pread" | "mmap" | "fsfile";
+
+/** Options of {@linkcode FileBlockStore.open}. */
+export interface FileBlockStoreOptions {
+  /** The store directory, `<data-dir>/block`; created (mode 0700) when missing. */
+  directory: string;
+  /** Size of every block; fixed when the store is created. */
+  blockSizeBytes: number;
+  /**
+   * Capacity in bytes; the store has `floor(sizeBytes / blockSizeBytes)` slots.
+   * A larger value than last time grows the files; a smaller one shrinks them
+   * when the stored blocks fit.
+   */
+  sizeBytes: number;
+  /** The I/O mechanism; leave unset outside benchmarks. */
+  io?: FileBlockStoreIo;
+}
+
+/** The size of one index record for a block size: a power of two, at least 64 bytes. */
+export function indexRecordSizeBytes(blockSizeBytes: number): number {
+  const needed = recordCrcOffsetBytes(blockSizeBytes) + 4;
+  let size = RECORD_SIZE_BYTES_MIN;
+  while (size < needed) size *= 2;
+  return size;
+}
+
+/**
+ * The CRC-32C of a record: over its bytes before the CRC, then over the slot
+ * number as u64 LE, so that a record written to the wrong place never passes.
+ */
+function recordCrc(record: Uint8Array, crcOffsetBytes: number, slot: number): number {
+  const slotBytes = new Uint8Array(8);
+  writeU64(new DataView(slotBytes.buffer), 0, slot);
+  return crc32c(slotBytes, crc32c(record.subarray(0, crcOffsetBytes)));
+}
+
+/** Offset of the record CRC for a block size: right after the sector CRCs. */
+function recordCrcOffsetBytes(blockSizeBytes: number): number {
+  return RECORD_CRCS_OFFSET_BYTES + 4 * (blockSizeBytes / sectorSizeBytes(blockSizeBytes));
+}
+
+assert(INDEX_HEADER_REGION_BYTES % DEVICE_SECTOR_SIZE_BYTES === 0);
+assert(HEADER_COPY_OFFSETS_BYTES[1] - HEADER_COPY_OFFSETS_BYTES[0] >= DEVICE_SECTOR_SIZE_BYTES);
+assert(HEADER_COPY_SIZE_BYTES <= DEVICE_SECTOR_SIZE_BYTES);
+assert(DEVICE_SECTOR_SIZE_BYTES % RECORD_SIZE_BYTES_MIN === 0);
+
+// ---------------------------------------------------------------------------
+// libc through FFI
+
+const LIBC_SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+let libcSymbols: Libc | undefined;
+
+function libc(): Libc {
+  if (!libcSymbols) {
+    try {
+      libcSymbols = Deno.dlopen(LIBC_PATH, LIBC_SYMBOLS).symbols;
+    } catch (error) {
+      throw new Error(
+        `Cannot load ${LIBC_PATH} for the file block store (it needs Linux and --allow-ffi): ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+  }
+  return libcSymbols;
+}
+
+function errno(): number {
+  const location = libc().__errno_location();
+  return location === null ? 0 : new Deno.UnsafePointerView(location).getInt32();
+}
+
+function errnoName(code: number): string {
+  return ERRNO_NAMES[code] ?? `errno ${code}`;
+}
+
+function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+function openFd(path: string): number {
+  const fd = libc().open(cString(path), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw new Error(`Cannot open ${path}: ${errnoName(errno())}`);
+  return fd;
+}
+
+/** Reserves disk space for `[offsetBytes, offsetBytes + lengthBytes)`, extending the file. */
+function preallocate(path: string, offsetBytes: number, lengthBytes: number): void {
+  if (lengthBytes <= 0) return;
+  const fd = openFd(path);
+  try {
+    const code = libc().posix_fallocate(fd, BigInt(offsetBytes), BigInt(lengthBytes));
+    if (code !== 0) {
+      const why = code === ENOSPC ? "the filesystem is full" : errnoName(code);
+      throw new TorusError(
+        `Cannot allocate ${lengthBytes} bytes for the block store in ${path}: ${why}`,
+      );
+    }
+  } finally {
+    libc().close(fd);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Positioned I/O on one file
+
+/** Synchronous positioned I/O on one file: page-cache hits cost microseconds. */
+interface PositionedIo {
+  /** Fills `target` from `offsetBytes`. */
+  readAt(offsetBytes: number, target: Uint8Array): void;
+  /** Writes all of `source` at `offsetBytes`. */
+  writeAt(offsetBytes: number, source: Uint8Array): void;
+  /** Releases the descriptor or mapping. */
+  release(): void;
+}
+
+/** `pread`/`pwrite` through FFI on a descriptor of its own. */
+class PreadIo implements PositionedIo {
+  #path: string;
+  #fd: number;
+
+  constructor(path: string) {
+    this.#path = path;
+    this.#fd = openFd(path);
+  }
+
+  readAt(offsetBytes: number, target: Uint8Array): void {
+    let done = 0;
+    while (done < target.length) {
+      const n = Number(
+        libc().pread(
+          this.#fd,
+          target.subarray(done),
+          BigInt(target.length - done),
+          BigInt(offsetBytes + done),
+        ),
+      );
+      if (n < 0) {
+        const code = errno();
+        if (code === EINTR) continue;
+        throw new Error(
+          `Cannot read ${target.length} bytes at ${offsetBytes} of ${this.#path}: ${
+            errnoName(code)
+          }`,
+        );
+      }
+      if (n === 0) {
+        throw new Error(
+          `Cannot read ${target.length} bytes at ${offsetBytes} of ${this.#path}: past the end`,
+        );
+      }
+      done += n;
+    }
+  }
+
+  writeAt(offsetBytes: number, source: Uint8Array): void {
+    let done = 0;
+    while (done < source.length) {
+      const n = Number(
+        libc().pwrite(
+          this.#fd,
+          source.subarray(done),
+          BigInt(source.length - done),
+          BigInt(offsetBytes + done),
+        ),
+      );
+      if (n < 0) {
+        const code = errno();
+        if (code === EINTR) continue;
+        const message = `Cannot write ${source.length} bytes at ${offsetBytes} of ${this.#path}: ${
+          errnoName(code)
+        }`;
+        throw code === ENOSPC ? new OutOfSpaceError(message) : new Error(message);
+      }
+      done += n;
+    }
+  }
+
+  release(): void {
+    libc().close(this.#fd);
+  }
+}
+
+/** A `MAP_SHARED` mapping of the whole file. */
+class MmapIo implements PositionedIo {
+  #pointer: Deno.PointerObject;
+  #lengthBytes: number;
+  #bytes: Uint8Array;
+
+  constructor(path: string, lengthBytes: number) {
+    const fd = openFd(path);
+    try {
+      const pointer = libc().mmap(null, BigInt(lengthBytes), PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+      // MAP_FAILED is (void*)-1.
+      if (pointer === null || Deno.UnsafePointer.value(pointer) === 0xffff_ffff_ffff_ffffn) {
+        throw new Error(`Cannot map ${lengthBytes} bytes of ${path}: ${errnoName(errno())}`);
+      }
+      this.#pointer = pointer;
+    } finally {
+      libc().close(fd);
+    }
+    this.#lengthBytes = lengthBytes;
+    this.#bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(this.#pointer, lengthBytes));
+  }
+
+  readAt(offsetBytes: number, target: Uint8Array): void {
+    target.set(this.#bytes.subarray(offsetBytes, offsetBytes + target.length));
+  }
+
+  writeAt(offsetBytes: number, source: Uint8Array): void {
+    this.#bytes.set(source, offsetBytes);
+  }
+
+  release(): void {
+    // The view dangles after munmap: drop it first.
+    this.#bytes = new Uint8Array(0);
+    libc().munmap(this.#pointer, BigInt(this.#lengthBytes));
+  }
+}
+
+/** `Deno.FsFile` seek + read/write, synchronous. */
+class FsFileIo implements PositionedIo {
+  #file: Deno.FsFile;
+  #path: string;
+
+  constructor(file: Deno.FsFile, path: string) {
+    this.#file = file;
+    this.#path = path;
+  }
+
+  readAt(offsetBytes: number, target: Uint8Array): void {
+    this.#file.seekSync(offsetBytes, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < target.length) {
+      const n = this.#file.readSync(target.subarray(done));
+      if (n === null || n === 0) {
+        throw new Error(
+          `Cannot read ${target.length} bytes at ${offsetBytes} of ${this.#path}: past the end`,
+        );
+      }
+      done += n;
+    }
+  }
+
+  writeAt(offsetBytes: number, source: Uint8Array): void {
+    this.#file.seekSync(offsetBytes, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < source.length) done += this.#file.writeSync(source.subarray(done));
+  }
+
+  release(): void {
+    // The store closes the file itself.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Header
+
+interface Header {
+  blockSizeBytes: number;
+  sectorSizeBytes: number;
+  recordSizeBytes: number;
+  numSlots: number;
+}
+
+function encodeHeader(header: Header): Uint8Array {
+  const bytes = new Uint8Array(HEADER_COPY_SIZE_BYTES);
+  const view = new DataView(bytes.buffer);
+  bytes.set(new TextEncoder().encode(INDEX_MAGIC), 0);
+  view.setUint32(8, INDEX_FORMAT_VERSION, true);
+  view.setUint32(12, header.blockSizeBytes, true);
+  view.setUint32(16, header.sectorSizeBytes, true);
+  view.setUint32(20, header.recordSizeBytes, true);
+  writeU64(view, 24, header.numSlots);
+  view.setUint32(
+    HEADER_CRC_OFFSET_BYTES,
+    crc32c(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)),
+    true,
+  );
+  return bytes;
+}
+
+/** Decodes one header copy; undefined when it is not a valid header. */
+function decodeHeader(bytes: Uint8Array, where: string): Header | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_COPY_SIZE_BYTES);
+  if (new TextDecoder().decode(bytes.subarray(0, 8)) !== INDEX_MAGIC) return undefined;
+  if (
+    crc32c(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)) !==
+      view.getUint32(HEADER_CRC_OFFSET_BYTES, true)
+  ) {
+    return undefined;
+  }
+  const version = view.getUint32(8, true);
+  if (version !== INDEX_FORMAT_VERSION) {
+    throw new TorusError(
+      `Cannot open ${where}: it has format version ${version}; this Torus reads version ${INDEX_FORMAT_VERSION}`,
+    );
+  }
+  return {
+    blockSizeBytes: view.getUint32(12, true),
+    sectorSizeBytes: view.getUint32(16, true),
+    recordSizeBytes: view.getUint32(20, true),
+    numSlots: readU64(view, 24),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Open-time helpers (not hot paths: Deno.FsFile is enough)
+
+function readFully(file: Deno.FsFile, offsetBytes: number, target: Uint8Array, path: string): void {
+  new FsFileIo(file, path).readAt(offsetBytes, target);
+}
+
+function writeFully(
+  file: Deno.FsFile,
+  offsetBytes: number,
+  source: Uint8Array,
+  path: string,
+): void {
+  new FsFileIo(file, path).writeAt(offsetBytes, source);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Writes both header copies, each made durable before the next is touched. */
+async function writeHeaders(file: Deno.FsFile, header: Header, path: string): Promise<void> {
+  const bytes = encodeHeader(header);
+  for (const offset of HEADER_COPY_OFFSETS_BYTES) {
+    writeFully(file, offset, bytes, path);
+    await file.sync();
+  }
+}
+
+interface Entry {
+  ref: BlockRef;
+  slot: number;
+}
+
+/** Everything {@linkcode FileBlockStore.open} prepares for the constructor. */
+interface OpenState {
+  directory: string;
+  blockSizeBytes: number;
+  numSlots: number;
+  lock: Deno.FsFile;
+  dataFile: Deno.FsFile;
+  indexFile: Deno.FsFile;
+  data: PositionedIo;
+  index: PositionedIo;
+  entries: Map<string, Entry>;
+  generation: number;
+}
+
+/**
+ * The durable BlockStore: fixed-size slots in `data.blk`, one checksummed
+ * record per slot in `index.blk`, an in-memory map from ref to slot and a
+ * stack of free slots. One process at a time: the directory is locked.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { FileBlockStore } from "./file_block_store.ts";
+ * import { BlockRef, BlockType } from "../core/block_ref.ts";
+ * const store = await FileBlockStore.open({
+ *   directory: "/var/lib/torus/block",
+ *   blockSizeBytes: 512 * 1024,
+ *   sizeBytes: 1024 ** 3,
+ * });
+ * await store.writeBlock(new BlockRef(1, BlockType.data, 1, 1), new Uint8Array([1, 2, 3]));
+ * await store.flush();
+ * await store.close();
+ * ```
+ */
+export class FileBlockStore implements BlockStore {
+  /** The engine name. */
+  readonly kind = "file";
+  /** Size of every block. */
+  readonly blockSizeBytes: number;
+  #directory: string;
+  #numSlots: number;
+  #sectorSizeBytes: number;
+  #sectorsPerBlock: number;
+  #recordSizeBytes: number;
+  #recordCrcOffsetBytes: number;
+  #lock: Deno.FsFile;
+  #dataFile: Deno.FsFile;
+  #indexFile: Deno.FsFile;
+  #data: PositionedIo;
+  #index: PositionedIo;
+  #entries: Map<string, Entry>;
+  /** Free slots, a stack: the lowest free slot is on top after open. */
+  #free: Uint32Array;
+  #freeCount = 0;
+  #generation: number;
+  #closed = false;
+  /** Scratch buffers: every operation runs synchronously up to its first await. */
+  #block: Uint8Array;
+  #record: Uint8Array;
+  #recordView: DataView;
+  #zeroRecord: Uint8Array;
+
+  private constructor(state: OpenState) {
+    this.blockSizeBytes = state.blockSizeBytes;
+    this.#directory = state.directory;
+    this.#numSlots = state.numSlots;
+    this.#sectorSizeBytes = sectorSizeBytes(state.blockSizeBytes);
+    this.#sectorsPerBlock = state.blockSizeBytes / this.#sectorSizeBytes;
+    this.#recordSizeBytes = indexRecordSizeBytes(state.blockSizeBytes);
+    this.#recordCrcOffsetBytes = recordCrcOffsetBytes(state.blockSizeBytes);
+    this.#lock = state.lock;
+    this.#dataFile = state.dataFile;
+    this.#indexFile = state.indexFile;
+    this.#data = state.data;
+    this.#index = state.index;
+    this.#entries = state.entries;
+    this.#generation = state.generation;
+    this.#free = new Uint32Array(state.numSlots);
+    const used = new Uint8Array(state.numSlots);
+    for (const entry of state.entries.values()) used[entry.slot] = 1;
+    for (let slot = state.numSlots - 1; slot >= 0; slot--) {
+      if (!used[slot]) this.#free[this.#freeCount++] = slot;
+    }
+    this.#block = new Uint8Array(state.blockSizeBytes);
+    this.#record = new Uint8Array(this.#recordSizeBytes);
+    this.#recordView = new DataView(this.#record.buffer);
+    this.#zeroRecord = new Uint8Array(this.#recordSizeBytes);
+  }
+
+  /**
+   * Opens the store in `options.directory`, creating it when missing, growing
+   * or shrinking it to `options.sizeBytes`, and loading its index.
+   *
+   * @throws {TorusError} when another process holds the store, when the block
+   *   size differs from the stored one, or when the stored blocks do not fit
+   *   in a smaller size.
+   * @throws {SyntaxError} when both header copies of the index are damaged.
+   * @throws {RangeError} on a block size or size the engine cannot use.
+   */
+  static async open(options: FileBlockStoreOptions): Promise<FileBlockStore> {
+    const { directory, blockSizeBytes, sizeBytes } = options;
+    const io = options.io ?? "pread";
+    if (
+      !Number.isSafeInteger(blockSizeBytes) || blockSizeBytes < BLOCK_SIZE_BYTES_MIN ||
+      blockSizeBytes > BLOCK_SIZE_BYTES_MAX ||
+      blockSizeBytes % sectorSizeBytes(blockSizeBytes) !== 0
+    ) {
+      throw new RangeError(
+        `Cannot open block store in ${directory}: block size ${blockSizeBytes} is not a whole number of sectors between ${BLOCK_SIZE_BYTES_MIN} and ${BLOCK_SIZE_BYTES_MAX} bytes`,
+      );
+    }
+    const numSlots = Number.isSafeInteger(sizeBytes) ? Math.floor(sizeBytes / blockSizeBytes) : 0;
+    if (numSlots < 1) {
+      throw new RangeError(
+        `Cannot open block store in ${directory}: size ${sizeBytes} bytes holds no block of ${blockSizeBytes} bytes`,
+      );
+    }
+
+    await Deno.mkdir(directory, { recursive: true, mode: STORE_DIRECTORY_MODE });
+    const lock = await Deno.open(directory, { read: true });
+    let locked = false;
+    try {
+      locked = await lock.tryLock(true);
+    } finally {
+      if (!locked) lock.close();
+    }
+    if (!locked) {
+      throw new TorusError(
+        `Cannot open block store in ${directory}: it is in use by another process (is torusd running?)`,
+      );
+    }
+
+    const opened: (Deno.FsFile | PositionedIo)[] = [];
+    try {
+      const dataPath = `${directory}/${DATA_FILE_NAME}`;
+      const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+      const recordSizeBytes = indexRecordSizeBytes(blockSizeBytes);
+      const wanted: Header = {
+        blockSizeBytes,
+        sectorSizeBytes: sectorSizeBytes(blockSizeBytes),
+        recordSizeBytes,
+        numSlots,
+      };
+      if (!(await exists(indexPath))) await create(directory, lock, wanted);
+
+      if (!(await exists(dataPath))) {
+        throw new TorusError(
+          `Cannot open block store in ${directory}: ${DATA_FILE_NAME} is missing (the store is damaged)`,
+        );
+      }
+      const dataFile = await Deno.open(dataPath, { read: true, write: true });
+      opened.push(dataFile);
+      const indexFile = await Deno.open(indexPath, { read: true, write: true });
+      opened.push(indexFile);
+
+      const { header, agree } = readHeader(indexFile, indexPath);
+      if (header.blockSizeBytes !== blockSizeBytes) {
+        throw new TorusError(
+          `Cannot open block store in ${directory}: it holds blocks of ${header.blockSizeBytes} bytes, not ${blockSizeBytes} (the block size of a store cannot change)`,
+        );
+      }
+      if (
+        header.recordSizeBytes !== recordSizeBytes ||
+        header.sectorSizeBytes !== wanted.sectorSizeBytes
+      ) {
+        throw new SyntaxError(
+          `Cannot open block store in ${directory}: ${INDEX_FILE_NAME} has records of ${header.recordSizeBytes} bytes and sectors of ${header.sectorSizeBytes} bytes, expected ${recordSizeBytes} and ${wanted.sectorSizeBytes}`,
+        );
+      }
+      await fitFiles(directory, dataFile, indexFile, header);
+      if (!agree) await writeHeaders(indexFile, header, indexPath);
+
+      const layout = { directory, dataFile, indexFile, header, dataPath, indexPath };
+      const scan = await scanIndex(layout);
+      if (numSlots > header.numSlots) {
+        await grow(layout, numSlots);
+      } else if (numSlots < header.numSlots) {
+        scan.generation = await shrink(layout, scan, numSlots);
+      }
+
+      let data: PositionedIo;
+      let index: PositionedIo;
+      const indexBytes = INDEX_HEADER_REGION_BYTES + numSlots * recordSizeBytes;
+      if (io === "mmap") {
+        data = new MmapIo(dataPath, numSlots * blockSizeBytes);
+        opened.push(data);
+        index = new MmapIo(indexPath, indexBytes);
+      } else if (io === "fsfile") {
+        data = new FsFileIo(dataFile, dataPath);
+        index = new FsFileIo(indexFile, indexPath);
+      } else {
+        data = new PreadIo(dataPath);
+        opened.push(data);
+        index = new PreadIo(indexPath);
+      }
+      return new FileBlockStore({
+        directory,
+        blockSizeBytes,
+        numSlots,
+        lock,
+        dataFile,
+        indexFile,
+        data,
+        index,
+        entries: scan.entries,
+        generation: scan.generation,
+      });
+    } catch (error) {
+      for (const resource of opened) {
+        if (resource instanceof Deno.FsFile) resource.close();
+        else resource.release();
+      }
+      lock.close();
+      throw error;
+    }
+  }
+
+  /** The store directory. */
+  get directory(): string {
+    return this.#directory;
+  }
+
+  numBlocks(): number {
+    return this.#numSlots;
+  }
+
+  usedBlocks(): number {
+    return this.#entries.size;
+  }
+
+  async hasBlock(ref: BlockRef): Promise<boolean> {
+    this.#checkOpen("read");
+    return this.#entries.has(ref.key());
+  }
+
+  async readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead> {
+    this.#checkOpen("read");
+    const { offsetBytes, lengthBytes } = checkRange(this.blockSizeBytes, range);
+    const entry = this.#get(ref, "read");
+    this.#loadRecord(entry);
+    const sector = this.#sectorSizeBytes;
+    const first = Math.min(Math.floor(offsetBytes / sector), this.#sectorsPerBlock - 1);
+    const end = Math.max(first + 1, Math.ceil((offsetBytes + lengthBytes) / sector));
+    const bytes = new Uint8Array((end - first) * sector);
+    this.#data.readAt(entry.slot * this.blockSizeBytes + first * sector, bytes);
+    for (let i = first; i < end; i++) {
+      this.#verifySector(
+        entry.ref,
+        i,
+        bytes.subarray((i - first) * sector, (i - first + 1) * sector),
+      );
+    }
+    const start = offsetBytes - first * sector;
+    const data = start === 0 && lengthBytes === bytes.length
+      ? bytes
+      : bytes.slice(start, start + lengthBytes);
+    return { data, sectorCrcs: this.#recordCrcs() };
+  }
+
+  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<void> {
+    this.#checkOpen("write");
+    if (data.length > this.blockSizeBytes) {
+      throw new RangeError(
+        `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
+      );
+    }
+    const key = ref.key();
+    const existing = this.#entries.get(key);
+    if (!existing && this.#freeCount === 0) {
+      throw new OutOfSpaceError(
+        `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
+      );
+    }
+    const slot = existing ? existing.slot : this.#free[this.#freeCount - 1]!;
+    const block = this.#block;
+    block.set(data);
+    block.fill(0, data.length);
+    const record = this.#record;
+    record.fill(0);
+    ref.writeTo(record, RECORD_REF_OFFSET_BYTES);
+    const sector = this.#sectorSizeBytes;
+    for (let i = 0; i < this.#sectorsPerBlock; i++) {
+      this.#recordView.setUint32(
+        RECORD_CRCS_OFFSET_BYTES + 4 * i,
+        crc32c(block.subarray(i * sector, (i + 1) * sector)),
+        true,
+      );
+    }
+    // Data first, then the record that vouches for it.
+    this.#data.writeAt(slot * this.blockSizeBytes, block);
+    this.#writeRecord(slot, !existing);
+    if (!existing) {
+      this.#freeCount--;
+      this.#entries.set(key, { ref, slot });
+    }
+  }
+
+  async writeBlockRange(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    this.#checkOpen("write");
+    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    const entry = this.#get(ref, "write");
+    this.#loadRecord(entry);
+    if (expectDigest !== undefined && blockDigest(this.#recordCrcs()) !== expectDigest) {
+      throw new BlockCorruptError(`Cannot write to ${ref}: it does not match the expected digest`);
+    }
+    if (data.length === 0) return this.#recordCrcs();
+    const sector = this.#sectorSizeBytes;
+    const first = Math.floor(offsetBytes / sector);
+    const end = Math.ceil((offsetBytes + data.length) / sector);
+    const bytes = this.#block.subarray(0, (end - first) * sector);
+    const base = entry.slot * this.blockSizeBytes;
+    // Merge only with edge sectors that verify: never launder a corrupt sector.
+    if (offsetBytes % sector !== 0) {
+      const head = bytes.subarray(0, sector);
+      this.#data.readAt(base + first * sector, head);
+      this.#verifySector(ref, first, head);
+    }
+    const endBytes = offsetBytes + data.length;
+    if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
+      const tail = bytes.subarray(bytes.length - sector);
+      this.#data.readAt(base + (end - 1) * sector, tail);
+      this.#verifySector(ref, end - 1, tail);
+    }
+    bytes.set(data, offsetBytes - first * sector);
+    for (let i = first; i < end; i++) {
+      this.#recordView.setUint32(
+        RECORD_CRCS_OFFSET_BYTES + 4 * i,
+        crc32c(bytes.subarray((i - first) * sector, (i - first + 1) * sector)),
+        true,
+      );
+    }
+    this.#data.writeAt(base + first * sector, bytes);
+    this.#writeRecord(entry.slot, false);
+    return this.#recordCrcs();
+  }
+
+  async deleteBlock(ref: BlockRef): Promise<boolean> {
+    this.#checkOpen("delete from");
+    const key = ref.key();
+    const entry = this.#entries.get(key);
+    if (!entry) return false;
+    this.#index.writeAt(this.#recordOffset(entry.slot), this.#zeroRecord);
+    this.#entries.delete(key);
+    this.#free[this.#freeCount++] = entry.slot;
+    return true;
+  }
+
+  blockRefs(): BlockRef[] {
+    this.#checkOpen("list");
+    return [...this.#entries.values()].map((entry) => entry.ref);
+  }
+
+  /** fdatasyncs the data file, then the index file. */
+  async flush(): Promise<void> {
+    this.#checkOpen("flush");
+    await this.#dataFile.syncData();
+    await this.#indexFile.syncData();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#dataFile.syncData();
+      await this.#indexFile.syncData();
+    } finally {
+      this.#data.release();
+      this.#index.release();
+      this.#dataFile.close();
+      this.#indexFile.close();
+      this.#entries.clear();
+      this.#lock.close();
+    }
+  }
+
+  #get(ref: BlockRef, verb: string): Entry {
+    const entry = this.#entries.get(ref.key());
+    if (!entry) throw new BlockNotFoundError(`Cannot ${verb} ${ref}: block is not stored`);
+    return entry;
+  }
+
+  #recordOffset(slot: number): number {
+    return INDEX_HEADER_REGION_BYTES + slot * this.#recordSizeBytes;
+  }
+
+  /** Reads `entry`'s record into the scratch record and checks it vouches for `entry`. */
+  #loadRecord(entry: Entry): void {
+    this.#index.readAt(this.#recordOffset(entry.slot), this.#record);
+    const view = this.#recordView;
+    if (
+      view.getUint32(this.#recordCrcOffsetBytes, true) !==
+        recordCrc(this.#record, this.#recordCrcOffsetBytes, entry.slot) ||
+      !BlockRef.fromBytes(this.#record, RECORD_REF_OFFSET_BYTES).equals(entry.ref)
+    ) {
+      throw new BlockCorruptError(
+        `Cannot read ${entry.ref}: its index record (slot ${entry.slot}) fails its checksum`,
+      );
+    }
+  }
+
+  /** Seals the scratch record with a new generation and its CRC, and writes it. */
+  #writeRecord(slot: number, fresh: boolean): void {
+    const record = this.#record;
+    writeU64(this.#recordView, RECORD_GENERATION_OFFSET_BYTES, this.#generation++);
+    this.#recordView.setUint32(
+      this.#recordCrcOffsetBytes,
+      recordCrc(record, this.#recordCrcOffsetBytes, slot),
+      true,
+    );
+    try {
+      this.#index.writeAt(this.#recordOffset(slot), record);
+    } catch (error) {
+      if (fresh) {
+        // Best effort: leave no half-written record vouching for a slot that stays free.
+        try {
+          this.#index.writeAt(this.#recordOffset(slot), this.#zeroRecord);
+        } catch {
+          // The first error is the one to report.
+        }
+      }
+      throw error;
+    }
+  }
+
+  #verifySector(ref: BlockRef, index: number, bytes: Uint8Array): void {
+    const expected = this.#recordView.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * index, true);
+    if (crc32c(bytes) !== expected) {
+      throw new BlockCorruptError(`Cannot read ${ref}: sector ${index} fails its checksum`);
+    }
+  }
+
+  /** The sector CRCs of the scratch record, as a new array. */
+  #recordCrcs(): Uint32Array {
+    const crcs = new Uint32Array(this.#sectorsPerBlock);
+    for (let i = 0; i < crcs.length; i++) {
+      crcs[i] = this.#recordView.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * i, true);
+    }
+    return crcs;
+  }
+
+  #checkOpen(verb: string): void {
+    if (this.#closed) {
+      throw new ClosedError(`Cannot ${verb} the block store in ${this.#directory}: it is closed`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Creating, checking, scanning and resizing (open time)
+
+/**
+ * Creates an empty store: the data file preallocated, then the index built
+ * under a temporary name, made durable and renamed into place, so that an
+ * index file exists only once it is complete.
+ */
+async function create(directory: string, lock: Deno.FsFile, header: Header): Promise<void> {
+  const dataPath = `${directory}/${DATA_FILE_NAME}`;
+  const tempPath = `${directory}/${INDEX_TEMP_FILE_NAME}`;
+  const dataFile = await Deno.open(dataPath, {
+    read: true,
+    write: true,
+    create: true,
+    truncate: true,
+    mode: STORE_FILE_MODE,
+  });
+  try {
+    preallocate(dataPath, 0, header.numSlots * header.blockSizeBytes);
+    await dataFile.sync();
+  } finally {
+    dataFile.close();
+  }
+  const indexFile = await Deno.open(tempPath, {
+    read: true,
+    write: true,
+    create: true,
+    truncate: true,
+    mode: STORE_FILE_MODE,
+  });
+  try {
+    preallocate(tempPath, 0, INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes);
+    await writeHeaders(indexFile, header, tempPath);
+  } finally {
+    indexFile.close();
+  }
+  await Deno.rename(tempPath, `${directory}/${INDEX_FILE_NAME}`);
+  await lock.sync();
+}
+
+/**
+ * Reads the header. Of two valid copies that disagree, the one with more
+ * slots wins: `grow` extends the files before it writes either copy, and
+ * `shrink` cuts them only after it wrote both. `agree` is false when a copy
+ * is damaged or differs, and the caller then rewrites both.
+ */
+function readHeader(
+  indexFile: Deno.FsFile,
+  indexPath: string,
+): { header: Header; agree: boolean } {
+  const region = new Uint8Array(INDEX_HEADER_REGION_BYTES);
+  try {
+    readFully(indexFile, 0, region, indexPath);
+  } catch {
+    throw new SyntaxError(`Cannot open ${indexPath}: it is shorter than its header`);
+  }
+  const copies = HEADER_COPY_OFFSETS_BYTES.map((offset) =>
+    region.subarray(offset, offset + HEADER_COPY_SIZE_BYTES)
+  );
+  let best: Header | undefined;
+  for (const copy of copies) {
+    const header = decodeHeader(copy, indexPath);
+    if (header && (!best || header.numSlots > best.numSlots)) best = header;
+  }
+  if (!best) {
+    throw new SyntaxError(
+      `Cannot open ${indexPath}: both copies of its header are damaged (not a Torus block store index?)`,
+    );
+  }
+  const encoded = encodeHeader(best);
+  const agree = copies.every((copy) => copy.every((byte, i) => byte === encoded[i]));
+  return { header: best, agree };
+}
+
+/**
+ * Makes the file sizes match the header: longer files (left by a crash in
+ * the middle of a resize) are cut, so no stale record beyond the store can
+ * come back when it grows later; shorter files mean the store was damaged.
+ */
+async function fitFiles(
+  directory: string,
+  dataFile: Deno.FsFile,
+  indexFile: Deno.FsFile,
+  header: Header,
+): Promise<void> {
+  const files = [
+    [dataFile, DATA_FILE_NAME, header.numSlots * header.blockSizeBytes],
+    [
+      indexFile,
+      INDEX_FILE_NAME,
+      INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes,
+    ],
+  ] as const;
+  for (const [file, name, expected] of files) {
+    const { size } = await file.stat();
+    if (size < expected) {
+      throw new TorusError(
+        `Cannot open block store in ${directory}: ${name} has ${size} bytes, fewer than the ${expected} its header implies (the store is damaged)`,
+      );
+    }
+    if (size > expected) {
+      await file.truncate(expected);
+      await file.sync();
+    }
+  }
+}
+
+interface Layout {
+  directory: string;
+  dataFile: Deno.FsFile;
+  indexFile: Deno.FsFile;
+  header: Header;
+  dataPath: string;
+  indexPath: string;
+}
+
+interface Scan {
+  entries: Map<string, Entry>;
+  /** The next generation to write: one more than the highest seen. */
+  generation: number;
+}
+
+/**
+ * Loads the index: every record that passes its CRC is a stored block; every
+ * other record is a free slot. When two records claim one ref (a crash while
+ * shrinking, or while a deleted ref was rewritten elsewhere), the higher
+ * generation wins and the other record is zeroed, durably, before the store
+ * is used.
+ */
+async function scanIndex(layout: Layout): Promise<Scan> {
+  const { header, indexFile, indexPath } = layout;
+  const recordSize = header.recordSizeBytes;
+  const crcOffset = recordCrcOffsetBytes(header.blockSizeBytes);
+  const entries = new Map<string, Entry>();
+  const generations = new Map<string, number>();
+  const losers: number[] = [];
+  let maxGeneration = 0;
+  const recordsPerChunk = Math.max(1, Math.floor(INDEX_SCAN_CHUNK_BYTES / recordSize));
+  const chunk = new Uint8Array(recordsPerChunk * recordSize);
+  for (let firstSlot = 0; firstSlot < header.numSlots; firstSlot += recordsPerChunk) {
+    const count = Math.min(recordsPerChunk, header.numSlots - firstSlot);
+    const bytes = chunk.subarray(0, count * recordSize);
+    readFully(indexFile, INDEX_HEADER_REGION_BYTES + firstSlot * recordSize, bytes, indexPath);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    for (let i = 0; i < count; i++) {
+      const at = i * recordSize;
+      const low = view.getUint32(at + RECORD_GENERATION_OFFSET_BYTES, true);
+      const high = view.getUint32(at + RECORD_GENERATION_OFFSET_BYTES + 4, true);
+      if (low === 0 && high === 0) continue; // generation 0: a free record
+      const slot = firstSlot + i;
+      const crc = recordCrc(bytes.subarray(at, at + recordSize), crcOffset, slot);
+      if (crc !== view.getUint32(at + crcOffset, true)) continue; // torn or damaged: free
+      let ref: BlockRef;
+      let generation: number;
+      try {
+        ref = BlockRef.fromBytes(bytes, at + RECORD_REF_OFFSET_BYTES);
+        generation = readU64(view, at + RECORD_GENERATION_OFFSET_BYTES);
+      } catch {
+        continue; // passes its CRC yet does not decode: treat as free
+      }
+      maxGeneration = Math.max(maxGeneration, generation);
+      const key = ref.key();
+      const other = entries.get(key);
+      if (other) {
+        if (generations.get(key)! >= generation) {
+          losers.push(slot);
+          continue;
+        }
+        losers.push(other.slot);
+      }
+      entries.set(key, { ref, slot });
+      generations.set(key, generation);
+    }
+  }
+  if (losers.length > 0) {
+    const zero = new Uint8Array(recordSize);
+    for (const slot of losers) {
+      writeFully(indexFile, INDEX_HEADER_REGION_BYTES + slot * recordSize, zero, indexPath);
+    }
+    await indexFile.syncData();
+  }
+  return { entries, generation: maxGeneration + 1 };
+}
+
+/**
+ * Grows the store to `numSlots` (the original's PR #346): extends and
+ * preallocates both files (new records are zero, so free), makes them
+ * durable, and only then writes the header copies. A crash before the header
+ * leaves the old size, and `fitFiles` cuts the extra bytes.
+ */
+async function grow(layout: Layout, numSlots: number): Promise<void> {
+  const { header, dataFile, indexFile, dataPath, indexPath } = layout;
+  const oldData = header.numSlots * header.blockSizeBytes;
+  preallocate(dataPath, oldData, numSlots * header.blockSizeBytes - oldData);
+  await dataFile.sync();
+  const oldIndex = INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes;
+  preallocate(indexPath, oldIndex, (numSlots - header.numSlots) * header.recordSizeBytes);
+  await indexFile.sync();
+  await writeHeaders(indexFile, { ...header, numSlots }, indexPath);
+}
+
+/**
+ * Shrinks the store to `numSlots`, moving blocks that live beyond it into
+ * free slots below it. Copies are made durable (data, then records with a
+ * higher generation) before the header changes, and the files are cut last,
+ * so a crash at any step reopens to the old or the new size with every block
+ * (a duplicate left by a crash is resolved by `scanIndex`). Returns the next
+ * generation.
+ *
+ * @throws {TorusError} when the stored blocks do not fit in `numSlots`.
+ */
+async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<number> {
+  const { directory, header, dataFile, indexFile, dataPath, indexPath } = layout;
+  const { entries } = scan;
+  if (entries.size > numSlots) {
+    throw new TorusError(
+      `Cannot open block store in ${directory} with room for ${numSlots} blocks: it holds ${entries.size} blocks (use a larger size, or delete data first)`,
+    );
+  }
+  const blockSize = header.blockSizeBytes;
+  const recordSize = header.recordSizeBytes;
+  const used = new Uint8Array(header.numSlots);
+  for (const entry of entries.values()) used[entry.slot] = 1;
+  const movers = [...entries.values()].filter((entry) => entry.slot >= numSlots);
+  const targets: number[] = [];
+  for (let slot = 0; slot < numSlots && targets.length < movers.length; slot++) {
+    if (!used[slot]) targets.push(slot);
+  }
+  let generation = scan.generation;
+  if (movers.length > 0) {
+    const block = new Uint8Array(blockSize);
+    for (const [i, entry] of movers.entries()) {
+      readFully(dataFile, entry.slot * blockSize, block, dataPath);
+      writeFully(dataFile, targets[i]! * blockSize, block, dataPath);
+    }
+    await dataFile.syncData();
+    const record = new Uint8Array(recordSize);
+    const view = new DataView(record.buffer);
+    const crcOffset = recordCrcOffsetBytes(blockSize);
+    for (const [i, entry] of movers.entries()) {
+      const target = targets[i]!;
+      readFully(indexFile, INDEX_HEADER_REGION_BYTES + entry.slot * recordSize, record, indexPath);
+      writeU64(view, RECORD_GENERATION_OFFSET_BYTES, generation++);
+      view.setUint32(crcOffset, recordCrc(record, crcOffset, target), true);
+      writeFully(indexFile, INDEX_HEADER_REGION_BYTES + target * recordSize, record, indexPath);
+      entry.slot = target;
+    }
+    await indexFile.syncData();
+  }
+  await writeHeaders(indexFile, { ...header, numSlots }, indexPath);
+  await dataFile.truncate(numSlots * blockSize);
+  await dataFile.sync();
+  await indexFile.truncate(INDEX_HEADER_REGION_BYTES + numSlots * recordSize);
+  await indexFile.sync();
+  return generation;
+}

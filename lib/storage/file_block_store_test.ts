@@ -1,0 +1,545 @@
+import assertNode from "node:assert/strict";
+import { BlockRef, BlockType, writeU64 } from "../core/block_ref.ts";
+import { crc32c } from "../core/crc32c.ts";
+import { sectorCrcs } from "../core/sector.ts";
+import { BlockCorruptError, BlockNotFoundError, OutOfSpaceError, TorusError } from "../errors.ts";
+import { Prng } from "../prng.ts";
+import { testBlockStore } from "./_block_store_conformance.ts";
+import type { BlockStore } from "./block_store.ts";
+import { MemoryBlockStore } from "./memory_block_store.ts";
+import { CRASH_DELETE_EVERY, CRASH_PATCH_EVERY, crashExpected, crashRef } from "./_crash_writer.ts";
+import {
+  DATA_FILE_NAME,
+  FileBlockStore,
+  INDEX_FILE_NAME,
+  INDEX_HEADER_REGION_BYTES,
+  INDEX_MAGIC,
+  indexRecordSizeBytes,
+} from "./file_block_store.ts";
+
+const BLOCK = 16384;
+
+function ref(index: number): BlockRef {
+  return new BlockRef(5, BlockType.data, 9, index);
+}
+
+/** A fresh store in a temporary directory that `close()` removes. */
+async function openTemp(blockSizeBytes: number, numBlocks: number): Promise<FileBlockStore> {
+  const root = await Deno.makeTempDir({ prefix: "torus-file-store-" });
+  const store = await FileBlockStore.open({
+    directory: `${root}/block`,
+    blockSizeBytes,
+    sizeBytes: numBlocks * blockSizeBytes,
+  });
+  const close = store.close.bind(store);
+  store.close = async () => {
+    try {
+      await close();
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  };
+  return store;
+}
+
+/** Runs `body` with a temporary root directory, removed afterwards. */
+async function withTempDir(body: (directory: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "torus-file-store-" });
+  try {
+    await body(`${root}/block`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+function open(directory: string, numBlocks: number, blockSizeBytes = BLOCK) {
+  return FileBlockStore.open({ directory, blockSizeBytes, sizeBytes: numBlocks * blockSizeBytes });
+}
+
+/** Finds the slot of `target` by reading the index file, as a tool would. */
+async function slotOf(directory: string, blockSizeBytes: number, target: BlockRef) {
+  const index = await Deno.readFile(`${directory}/${INDEX_FILE_NAME}`);
+  const recordSize = indexRecordSizeBytes(blockSizeBytes);
+  for (let slot = 0; INDEX_HEADER_REGION_BYTES + (slot + 1) * recordSize <= index.length; slot++) {
+    const at = INDEX_HEADER_REGION_BYTES + slot * recordSize;
+    try {
+      if (BlockRef.fromBytes(index, at).equals(target)) return slot;
+    } catch {
+      // Not a record of a block.
+    }
+  }
+  throw new Error(`${target} has no record in ${directory}`);
+}
+
+/** Applies `change` to `length` bytes of a file at `offset`, behind any store's back. */
+async function patchFile(
+  path: string,
+  offset: number,
+  length: number,
+  change: (bytes: Uint8Array) => void,
+): Promise<void> {
+  const file = await Deno.open(path, { read: true, write: true });
+  try {
+    const bytes = new Uint8Array(length);
+    await file.seek(offset, Deno.SeekMode.Start);
+    assertNode.equal(await file.read(bytes), length);
+    change(bytes);
+    await file.seek(offset, Deno.SeekMode.Start);
+    await file.write(bytes);
+  } finally {
+    file.close();
+  }
+}
+
+testBlockStore("FileBlockStore", (options) => openTemp(options.blockSizeBytes, options.numBlocks), {
+  corrupt: async (store, target, offsetBytes) => {
+    const { directory, blockSizeBytes } = store as FileBlockStore;
+    const slot = await slotOf(directory, blockSizeBytes, target);
+    await patchFile(
+      `${directory}/${DATA_FILE_NAME}`,
+      slot * blockSizeBytes + offsetBytes,
+      1,
+      (bytes) => bytes[0] = bytes[0]! ^ 0xff,
+    );
+  },
+});
+
+for (const io of ["mmap", "fsfile"] as const) {
+  // The alternatives the benchmark measures must be correct too.
+  testBlockStore(`FileBlockStore (${io})`, async ({ blockSizeBytes, numBlocks }) => {
+    const root = await Deno.makeTempDir({ prefix: "torus-file-store-" });
+    const store = await FileBlockStore.open({
+      directory: `${root}/block`,
+      blockSizeBytes,
+      sizeBytes: numBlocks * blockSizeBytes,
+      io,
+    });
+    const close = store.close.bind(store);
+    store.close = async () => {
+      try {
+        await close();
+      } finally {
+        await Deno.remove(root, { recursive: true });
+      }
+    };
+    return store;
+  });
+}
+
+Deno.test("FileBlockStore: random operations match MemoryBlockStore, before and after reopen", async () => {
+  await withTempDir(async (directory) => {
+    const prng = new Prng(0xd1ff);
+    const numBlocks = 12;
+    const memory = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks });
+    let file = await open(directory, numBlocks);
+    const outcome = async (run: (store: BlockStore) => Promise<unknown>) => {
+      try {
+        return { value: await run(memory), error: undefined };
+      } catch (error) {
+        return { value: undefined, error: (error as Error).constructor.name };
+      }
+    };
+    const same = async (what: string, run: (store: BlockStore) => Promise<unknown>) => {
+      const want = await outcome(run);
+      let got;
+      try {
+        got = { value: await run(file), error: undefined };
+      } catch (error) {
+        got = { value: undefined, error: (error as Error).constructor.name };
+      }
+      assertNode.deepEqual(got, want, what);
+    };
+    for (let step = 0; step < 1500; step++) {
+      const target = ref(prng.nextInt(16));
+      const choice = prng.nextInt(10);
+      const offset = prng.nextInt(BLOCK);
+      const length = prng.nextInt(BLOCK - offset + 1);
+      if (choice < 3) {
+        const data = prng.fill(new Uint8Array(prng.nextInt(BLOCK + 1)));
+        await same(`write ${step}`, (s) => s.writeBlock(target, data));
+      } else if (choice < 6) {
+        const data = prng.fill(new Uint8Array(prng.nextInt(3) === 0 ? 4096 : length));
+        const at = prng.nextInt(3) === 0 ? Math.floor(offset / 4096) * 4096 : offset;
+        if (at + data.length > BLOCK) continue;
+        await same(`patch ${step}`, (s) => s.writeBlockRange(target, at, data));
+      } else if (choice < 7) {
+        await same(`delete ${step}`, (s) => s.deleteBlock(target));
+      } else {
+        await same(
+          `read ${step}`,
+          (s) => s.readBlock(target, { offsetBytes: offset, lengthBytes: length }),
+        );
+      }
+      if (step % 500 === 499) {
+        await file.close();
+        file = await open(directory, numBlocks);
+      }
+      assertNode.equal(file.usedBlocks(), memory.usedBlocks());
+    }
+    for (const r of memory.blockRefs()) await same(`final ${r}`, (s) => s.readBlock(r));
+    await file.close();
+    await memory.close();
+  });
+});
+
+Deno.test("FileBlockStore: creates the directory and both files with the documented sizes", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 10);
+    assertNode.equal((await Deno.stat(directory)).mode! & 0o777, 0o700);
+    assertNode.equal((await Deno.stat(`${directory}/${DATA_FILE_NAME}`)).size, 10 * BLOCK);
+    const index = await Deno.readFile(`${directory}/${INDEX_FILE_NAME}`);
+    assertNode.equal(index.length, INDEX_HEADER_REGION_BYTES + 10 * indexRecordSizeBytes(BLOCK));
+    assertNode.equal(new TextDecoder().decode(index.subarray(0, 8)), INDEX_MAGIC);
+    assertNode.equal(indexRecordSizeBytes(BLOCK), 64);
+    assertNode.equal(indexRecordSizeBytes(512 * 1024), 1024);
+    assertNode.equal(indexRecordSizeBytes(256), 64);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: reopen keeps blocks, sector CRCs and free slots", async () => {
+  await withTempDir(async (directory) => {
+    const prng = new Prng(41);
+    const expected = new Map<number, Uint8Array>();
+    let store = await open(directory, 16);
+    for (let i = 1; i <= 10; i++) {
+      const data = prng.fill(new Uint8Array(BLOCK - i * 700));
+      await store.writeBlock(ref(i), data);
+      const block = new Uint8Array(BLOCK);
+      block.set(data);
+      expected.set(i, block);
+    }
+    for (const i of [2, 5, 9]) {
+      assertNode.equal(await store.deleteBlock(ref(i)), true);
+      expected.delete(i);
+    }
+    const patch = prng.fill(new Uint8Array(6000));
+    await store.writeBlockRange(ref(3), 1234, patch);
+    expected.get(3)!.set(patch, 1234);
+    await store.close();
+
+    store = await open(directory, 16);
+    assertNode.equal(store.usedBlocks(), 7);
+    assertNode.deepEqual(
+      store.blockRefs().map((r) => r.index).sort((a, b) => a - b),
+      [...expected.keys()].sort((a, b) => a - b),
+    );
+    for (const [i, block] of expected) {
+      const { data, sectorCrcs: crcs } = await store.readBlock(ref(i));
+      assertNode.deepEqual(data, block);
+      assertNode.deepEqual(crcs, sectorCrcs(block, BLOCK));
+    }
+    for (const i of [2, 5, 9]) {
+      await assertNode.rejects(store.readBlock(ref(i)), BlockNotFoundError);
+    }
+    for (let i = 100; i < 109; i++) await store.writeBlock(ref(i), new Uint8Array([i]));
+    assertNode.equal(store.usedBlocks(), 16);
+    await assertNode.rejects(store.writeBlock(ref(200), new Uint8Array(1)), OutOfSpaceError);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: reopen with a bigger size grows the files", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    for (let i = 1; i <= 4; i++) await store.writeBlock(ref(i), new Uint8Array([i, i]));
+    await assertNode.rejects(store.writeBlock(ref(5), new Uint8Array(1)), OutOfSpaceError);
+    await store.close();
+
+    store = await open(directory, 9);
+    assertNode.equal(store.numBlocks(), 9);
+    assertNode.equal((await Deno.stat(`${directory}/${DATA_FILE_NAME}`)).size, 9 * BLOCK);
+    assertNode.equal(
+      (await Deno.stat(`${directory}/${INDEX_FILE_NAME}`)).size,
+      INDEX_HEADER_REGION_BYTES + 9 * indexRecordSizeBytes(BLOCK),
+    );
+    for (let i = 1; i <= 4; i++) assertNode.equal((await store.readBlock(ref(i))).data[1], i);
+    for (let i = 5; i <= 9; i++) await store.writeBlock(ref(i), new Uint8Array([i, i]));
+    await store.close();
+
+    store = await open(directory, 9);
+    assertNode.equal(store.usedBlocks(), 9);
+    for (let i = 1; i <= 9; i++) assertNode.equal((await store.readBlock(ref(i))).data[1], i);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a smaller size moves blocks down, or is refused when they do not fit", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 16);
+    const prng = new Prng(7);
+    const blocks = new Map<number, Uint8Array>();
+    for (let i = 0; i < 16; i++) {
+      const data = prng.fill(new Uint8Array(BLOCK));
+      blocks.set(i, data);
+      await store.writeBlock(ref(i), data);
+    }
+    for (let i = 0; i < 12; i++) {
+      await store.deleteBlock(ref(i));
+      blocks.delete(i);
+    }
+    await store.close();
+
+    await assertNode.rejects(open(directory, 3), (error: Error) => {
+      assertNode.ok(error instanceof TorusError);
+      assertNode.match(error.message, /it holds 4 blocks/);
+      return true;
+    });
+    store = await open(directory, 6);
+    assertNode.equal(store.numBlocks(), 6);
+    assertNode.equal((await Deno.stat(`${directory}/${DATA_FILE_NAME}`)).size, 6 * BLOCK);
+    for (const [i, data] of blocks) {
+      assertNode.deepEqual((await store.readBlock(ref(i))).data, data);
+    }
+    await store.writeBlock(ref(50), new Uint8Array([1]));
+    await store.writeBlock(ref(51), new Uint8Array([1]));
+    await assertNode.rejects(store.writeBlock(ref(52), new Uint8Array(1)), OutOfSpaceError);
+    await store.close();
+
+    store = await open(directory, 6);
+    assertNode.equal(store.usedBlocks(), 6);
+    for (const [i, data] of blocks) {
+      assertNode.deepEqual((await store.readBlock(ref(i))).data, data);
+    }
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: reopen with a different block size is refused", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 4);
+    await store.close();
+    await assertNode.rejects(open(directory, 16, 4096), (error: Error) => {
+      assertNode.ok(error instanceof TorusError);
+      assertNode.match(error.message, /holds blocks of 16384 bytes, not 4096/);
+      return true;
+    });
+    // The refused open released the lock.
+    await (await open(directory, 4)).close();
+  });
+});
+
+Deno.test("FileBlockStore: a second open of the same directory fails with a clear message", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 4);
+    await assertNode.rejects(open(directory, 4), (error: Error) => {
+      assertNode.ok(error instanceof TorusError);
+      assertNode.equal(
+        error.message,
+        `Cannot open block store in ${directory}: it is in use by another process (is torusd running?)`,
+      );
+      return true;
+    });
+    await store.close();
+    await (await open(directory, 4)).close();
+  });
+});
+
+Deno.test("FileBlockStore: a torn index record frees its slot and spares the others", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 3);
+    for (let i = 1; i <= 3; i++) await store.writeBlock(ref(i), new Uint8Array([i]));
+    await store.close();
+    const slot = await slotOf(directory, BLOCK, ref(2));
+    const recordSize = indexRecordSizeBytes(BLOCK);
+    // Garble the second half of the record, as a write torn in the middle would.
+    await patchFile(
+      `${directory}/${INDEX_FILE_NAME}`,
+      INDEX_HEADER_REGION_BYTES + slot * recordSize + recordSize / 2,
+      recordSize / 2,
+      (bytes) => new Prng(3).fill(bytes),
+    );
+
+    store = await open(directory, 3);
+    assertNode.equal(store.usedBlocks(), 2);
+    await assertNode.rejects(store.readBlock(ref(2)), BlockNotFoundError);
+    assertNode.equal((await store.readBlock(ref(1))).data[0], 1);
+    assertNode.equal((await store.readBlock(ref(3))).data[0], 3);
+    await store.writeBlock(ref(4), new Uint8Array([4]));
+    await assertNode.rejects(store.writeBlock(ref(5), new Uint8Array(1)), OutOfSpaceError);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a record whose data never reached the disk reads as BlockCorruptError", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 2);
+    const data = new Prng(5).fill(new Uint8Array(BLOCK));
+    await store.writeBlock(ref(1), data);
+    await store.close();
+    // The record is on disk; the data is not: the slot still holds zeros from
+    // sector 1 on, as if the crash came between the two writes.
+    const slot = await slotOf(directory, BLOCK, ref(1));
+    await patchFile(
+      `${directory}/${DATA_FILE_NAME}`,
+      slot * BLOCK + 4096,
+      BLOCK - 4096,
+      (bytes) => bytes.fill(0),
+    );
+
+    store = await open(directory, 2);
+    assertNode.equal(await store.hasBlock(ref(1)), true);
+    await assertNode.rejects(store.readBlock(ref(1)), BlockCorruptError);
+    await assertNode.rejects(
+      store.readBlock(ref(1), { offsetBytes: 9000, lengthBytes: 10 }),
+      BlockCorruptError,
+    );
+    const { data: head } = await store.readBlock(ref(1), { offsetBytes: 0, lengthBytes: 4096 });
+    assertNode.deepEqual(head, data.subarray(0, 4096));
+    // A rewrite heals it.
+    await store.writeBlock(ref(1), data);
+    assertNode.deepEqual((await store.readBlock(ref(1))).data, data);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a damaged header copy is repaired; two are a clear error", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 2);
+    await store.writeBlock(ref(1), new Uint8Array([1]));
+    await store.close();
+    const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+    const flip = (bytes: Uint8Array) => bytes[0] = bytes[0]! ^ 1;
+    // Each copy in turn: the open repairs it from the other.
+    for (const offset of [12, 512 + 12]) {
+      await patchFile(indexPath, offset, 1, flip);
+      const reopened = await open(directory, 2);
+      assertNode.equal((await reopened.readBlock(ref(1))).data[0], 1);
+      await reopened.close();
+    }
+    await patchFile(indexPath, 12, 1, flip);
+    await patchFile(indexPath, 512 + 12, 1, flip);
+    await assertNode.rejects(open(directory, 2), (error: Error) => {
+      assertNode.ok(error instanceof SyntaxError);
+      assertNode.match(error.message, /both copies of its header are damaged/);
+      return true;
+    });
+  });
+});
+
+Deno.test("FileBlockStore: of two records for one ref, the higher generation wins", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    const older = new Prng(1).fill(new Uint8Array(BLOCK));
+    await store.writeBlock(ref(1), older);
+    await store.close();
+
+    // Forge what a crash while moving a block leaves: a copy in another slot
+    // with newer bytes and a record one generation newer.
+    const slot = await slotOf(directory, BLOCK, ref(1));
+    const copySlot = slot + 1;
+    const newer = new Prng(2).fill(new Uint8Array(BLOCK));
+    await patchFile(`${directory}/${DATA_FILE_NAME}`, copySlot * BLOCK, BLOCK, (b) => b.set(newer));
+    const recordSize = indexRecordSizeBytes(BLOCK);
+    const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+    const record = new Uint8Array(recordSize);
+    await patchFile(indexPath, INDEX_HEADER_REGION_BYTES + slot * recordSize, recordSize, (b) => {
+      record.set(b);
+    });
+    const view = new DataView(record.buffer);
+    view.setUint32(24, view.getUint32(24, true) + 1, true);
+    const crcs = sectorCrcs(newer, BLOCK);
+    for (let i = 0; i < crcs.length; i++) view.setUint32(32 + 4 * i, crcs[i]!, true);
+    const crcOffset = 32 + 4 * crcs.length;
+    const slotBytes = new Uint8Array(8);
+    writeU64(new DataView(slotBytes.buffer), 0, copySlot);
+    view.setUint32(crcOffset, crc32c(slotBytes, crc32c(record.subarray(0, crcOffset))), true);
+    await patchFile(
+      indexPath,
+      INDEX_HEADER_REGION_BYTES + copySlot * recordSize,
+      recordSize,
+      (b) => b.set(record),
+    );
+
+    for (let round = 0; round < 2; round++) {
+      store = await open(directory, 4);
+      assertNode.equal(store.usedBlocks(), 1);
+      assertNode.deepEqual((await store.readBlock(ref(1))).data, newer);
+      await store.close();
+    }
+    assertNode.equal(await slotOf(directory, BLOCK, ref(1)), copySlot);
+  });
+});
+
+Deno.test("FileBlockStore: flushed blocks survive kill -9 and nothing reads as wrong bytes", async () => {
+  await withTempDir(async (directory) => {
+    const blockSizeBytes = 16384;
+    const numBlocks = 200;
+    const flushed = 120;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./_crash_writer.ts", import.meta.url).pathname,
+        directory,
+        String(blockSizeBytes),
+        String(numBlocks),
+        String(flushed),
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let output = "";
+    try {
+      while (!/^FLUSHED \d+$/m.test(output)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`The crash writer exited early; it printed: ${output}`);
+        output += value;
+      }
+      assertNode.match(output, new RegExp(`^FLUSHED ${flushed}$`, "m"));
+      // The writer holds the store: this process cannot open it too.
+      await assertNode.rejects(open(directory, numBlocks), /in use by another process/);
+      // Let it churn unflushed writes, patches and deletes, then kill it mid-flight.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+    } finally {
+      child.kill("SIGKILL");
+      await reader.cancel();
+    }
+    const status = await child.status;
+    assertNode.equal(status.signal, "SIGKILL");
+
+    const store = await open(directory, numBlocks);
+    let churned = 0;
+    let corrupt = 0;
+    for (let n = 0; n < flushed; n++) {
+      if (n % CRASH_DELETE_EVERY === 0) {
+        await assertNode.rejects(store.readBlock(crashRef(n)), BlockNotFoundError);
+        continue;
+      }
+      const [written, patched] = crashExpected(n, blockSizeBytes);
+      const want = n % CRASH_PATCH_EVERY === 1 ? patched : written;
+      const { data, sectorCrcs: crcs } = await store.readBlock(crashRef(n));
+      assertNode.deepEqual(data, want, `flushed block ${n}`);
+      assertNode.deepEqual(crcs, sectorCrcs(want, blockSizeBytes));
+    }
+    for (const r of store.blockRefs()) {
+      const n = r.index - 1;
+      if (n < flushed) continue;
+      churned++;
+      try {
+        const { data } = await store.readBlock(r);
+        const [written, patched] = crashExpected(n, blockSizeBytes);
+        assertNode.ok(
+          equalBytes(data, written) || equalBytes(data, patched),
+          `unflushed block ${n} reads as wrong bytes`,
+        );
+      } catch (error) {
+        if (!(error instanceof BlockCorruptError)) throw error;
+        corrupt++;
+      }
+    }
+    assertNode.ok(churned > 0, "the writer churned no block before it was killed");
+    assertNode.ok(corrupt <= churned);
+    // The store is usable: a flush and a reopen keep it consistent.
+    await store.writeBlock(ref(1), new Uint8Array([1]));
+    await store.close();
+    const again = await open(directory, numBlocks);
+    assertNode.equal((await again.readBlock(ref(1))).data[0], 1);
+    await again.close();
+  });
+});
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
