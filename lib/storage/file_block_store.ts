@@ -531,6 +531,8 @@ export class FileBlockStore implements BlockStore {
   #freeCount = 0;
   #generation: number;
   #closed = false;
+  /** Flushes in flight, which `close()` waits for. */
+  #flushes = new Set<Promise<void>>();
   /** Scratch buffers: every operation runs synchronously up to its first await. */
   #block: Uint8Array;
   #record: Uint8Array;
@@ -835,16 +837,22 @@ export class FileBlockStore implements BlockStore {
   /** fdatasyncs the data file, then the index file. */
   async flush(): Promise<void> {
     this.#checkOpen("flush");
-    await this.#dataFile.syncData();
-    await this.#indexFile.syncData();
+    const sync = this.#sync();
+    this.#flushes.add(sync);
+    try {
+      await sync;
+    } finally {
+      this.#flushes.delete(sync);
+    }
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      await this.#dataFile.syncData();
-      await this.#indexFile.syncData();
+      // Flushes in flight keep their descriptors until they settle.
+      await Promise.allSettled(this.#flushes);
+      await this.#sync();
     } finally {
       this.#data.release();
       this.#index.release();
@@ -853,6 +861,12 @@ export class FileBlockStore implements BlockStore {
       this.#entries.clear();
       this.#lock.close();
     }
+  }
+
+  /** fdatasync of the data file, then of the index file: records never outlive their data. */
+  async #sync(): Promise<void> {
+    await this.#dataFile.syncData();
+    await this.#indexFile.syncData();
   }
 
   #get(ref: BlockRef, verb: string): Entry {

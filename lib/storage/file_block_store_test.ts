@@ -182,6 +182,14 @@ Deno.test("FileBlockStore: random operations match MemoryBlockStore, before and 
   });
 });
 
+Deno.test("FileBlockStore: close() while a flush is in flight lets the flush finish", async () => {
+  const store = await openTemp(BLOCK, 4);
+  await store.writeBlock(ref(1), new Uint8Array([1]));
+  const flush = store.flush();
+  await store.close();
+  await flush;
+});
+
 Deno.test("FileBlockStore: creates the directory and both files with the documented sizes", async () => {
   await withTempDir(async (directory) => {
     const store = await open(directory, 10);
@@ -531,10 +539,15 @@ Deno.test("FileBlockStore: flushed blocks survive kill -9 and nothing reads as w
     }
     assertNode.ok(churned > 0, "the writer churned no block before it was killed");
     assertNode.ok(corrupt <= churned);
-    // The store is usable: a flush and a reopen keep it consistent.
+    // The store is usable: a delete, a write and a reopen keep it consistent.
+    const victim = store.blockRefs().find((r) => r.index - 1 >= flushed)!;
+    await store.deleteBlock(victim);
     await store.writeBlock(ref(1), new Uint8Array([1]));
+    const used = store.usedBlocks();
     await store.close();
     const again = await open(directory, numBlocks);
+    assertNode.equal(again.usedBlocks(), used);
+    assertNode.equal(await again.hasBlock(victim), false);
     assertNode.equal((await again.readBlock(ref(1))).data[0], 1);
     await again.close();
   });
