@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { type ByteSink, SERIAL_WRITER_COALESCE_BYTES, SerialWriter } from "./serial_writer.ts";
+
+function sink(options: { maxPerWrite?: number; delayMs?: number } = {}) {
+  const out: number[] = [];
+  const writes: number[] = [];
+  let fail: Error | null = null;
+  const s: ByteSink & { out: number[]; writes: number[]; failWith(e: Error): void } = {
+    out,
+    writes,
+    failWith(e) {
+      fail = e;
+    },
+    async write(bytes) {
+      if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+      if (fail) throw fail;
+      const count = Math.min(bytes.length, options.maxPerWrite ?? bytes.length);
+      for (const b of bytes.subarray(0, count)) out.push(b);
+      writes.push(count);
+      return count;
+    },
+  };
+  return s;
+}
+
+Deno.test("SerialWriter: messages are written whole and in order", async () => {
+  const target = sink({ maxPerWrite: 3, delayMs: 1 });
+  const writer = new SerialWriter(target);
+  const messages = Array.from(
+    { length: 20 },
+    (_, i) => [new Uint8Array(5).fill(i), new Uint8Array([i])],
+  );
+  await Promise.all(messages.map((parts) => writer.write(parts)));
+  const expected = messages.flatMap((parts) => parts.flatMap((p) => [...p]));
+  assert.deepEqual(target.out, expected);
+  await writer.idle();
+});
+
+Deno.test("SerialWriter: small queued messages coalesce into few writes", async () => {
+  const target = sink({ delayMs: 5 });
+  const writer = new SerialWriter(target);
+  const all = [];
+  for (let i = 0; i < 100; i++) all.push(writer.write([new Uint8Array(16), new Uint8Array(4096)]));
+  await Promise.all(all);
+  assert.ok(target.writes.length < 10, `${target.writes.length} writes`);
+  assert.equal(target.out.length, 100 * (16 + 4096));
+});
+
+Deno.test("SerialWriter: large parts are written without copying into a batch", async () => {
+  const target = sink();
+  const writer = new SerialWriter(target);
+  const big = new Uint8Array(SERIAL_WRITER_COALESCE_BYTES * 2).fill(9);
+  await writer.write([new Uint8Array(28), big]);
+  assert.deepEqual(target.writes, [28, big.length]);
+});
+
+Deno.test("SerialWriter: a failed write fails queued and later messages", async () => {
+  const target = sink({ delayMs: 2 });
+  const writer = new SerialWriter(target);
+  target.failWith(new Deno.errors.BrokenPipe("gone"));
+  const first = writer.write([new Uint8Array(1)]);
+  const second = writer.write([new Uint8Array(1)]);
+  await assert.rejects(first, Deno.errors.BrokenPipe);
+  await assert.rejects(second, Deno.errors.BrokenPipe);
+  assert.ok(writer.broken);
+  await assert.rejects(writer.write([new Uint8Array(1)]), Deno.errors.BrokenPipe);
+  await writer.idle();
+});

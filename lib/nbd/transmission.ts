@@ -1,0 +1,311 @@
+/**
+ * The transmission phase of one connection: read requests, dispatch each at
+ * once without waiting for earlier ones, and write each reply (matched by
+ * handle, possibly out of order) when its request completes.
+ *
+ * Reading stops while the connection is at its limit of requests in flight
+ * or of bytes held (write payloads and read buffers), and while the
+ * server-wide byte budget is exhausted, so memory stays bounded whatever
+ * the client sends.
+ *
+ * @module
+ */
+import { AssertionError } from "../assert.ts";
+import { Budget } from "./budget.ts";
+import type { ByteReader } from "./byte_reader.ts";
+import { errnoForError, errorMessage, type NbdExport } from "./export.ts";
+import type { NbdLogger } from "./log.ts";
+import {
+  checkRequest,
+  commandName,
+  decodeRequest,
+  encodeOffsetDataHeader,
+  encodeSimpleReply,
+  encodeStructuredError,
+  errnoName,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EIO,
+  NBD_ESHUTDOWN,
+  NBD_MAX_REQUEST_BYTES,
+  NBD_REQUEST_BYTES,
+  type NbdRequest,
+  type RequestRejection,
+} from "./protocol.ts";
+import type { SerialWriter } from "./serial_writer.ts";
+
+/** Limits of one connection. */
+export interface TransmissionLimits {
+  /** Requests dispatched and not yet answered. */
+  requestsInFlightMax: number;
+  /** Bytes of write payloads and read results held; at least {@linkcode NBD_MAX_REQUEST_BYTES}. */
+  bufferedBytesMax: number;
+}
+
+/** What the transmission phase needs. */
+export interface TransmissionContext {
+  /** Reads requests from the client. */
+  reader: ByteReader;
+  /** Writes replies to the client. */
+  writer: SerialWriter;
+  /** The export the handshake opened. */
+  export: NbdExport;
+  /** Whether structured replies were agreed. */
+  structuredReplies: boolean;
+  /** Limits of this connection. */
+  limits: TransmissionLimits;
+  /** The server-wide byte budget every connection draws from. */
+  serverBytes: Budget;
+  /** True once the server is closing: new requests get `ESHUTDOWN`. */
+  isShuttingDown(): boolean;
+  /** Receives log entries. */
+  log: NbdLogger;
+}
+
+/** Why the request loop ended. */
+export type TransmissionEnd =
+  /** The client sent `NBD_CMD_DISC`. */
+  | "disconnect"
+  /** The client closed the connection between requests. */
+  | "eof"
+  /** The client broke the protocol; the connection must be closed. */
+  | "protocol-error";
+
+/**
+ * Serves requests on one connection until it ends.
+ */
+export class Transmission {
+  #context: TransmissionContext;
+  #slots: Budget;
+  #bytes: Budget;
+  #inFlight = new Set<Promise<void>>();
+  #drainWaiters: (() => void)[] = [];
+
+  /**
+   * Prepares to serve; {@linkcode Transmission.run} starts.
+   *
+   * @throws {RangeError} when `bufferedBytesMax` cannot hold a maximum-size request.
+   */
+  constructor(context: TransmissionContext) {
+    if (context.limits.bufferedBytesMax < NBD_MAX_REQUEST_BYTES) {
+      throw new RangeError(`bufferedBytesMax must be at least ${NBD_MAX_REQUEST_BYTES}`);
+    }
+    this.#context = context;
+    this.#slots = new Budget(context.limits.requestsInFlightMax);
+    this.#bytes = new Budget(context.limits.bufferedBytesMax);
+  }
+
+  /** Requests dispatched and not yet answered. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Bytes of payloads and read results this connection holds. */
+  get bufferedBytes(): number {
+    return this.#bytes.used;
+  }
+
+  /** Resolves when no request is in flight. Never rejects. */
+  drained(): Promise<void> {
+    if (this.#inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /**
+   * Reads and dispatches requests until the client disconnects, leaves or
+   * breaks the protocol; then waits for every request in flight to be
+   * answered (or to fail to be).
+   *
+   * @throws the socket's error when reading fails (connection reset, closed).
+   */
+  async run(): Promise<TransmissionEnd> {
+    try {
+      return await this.#loop();
+    } finally {
+      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    }
+  }
+
+  async #loop(): Promise<TransmissionEnd> {
+    const { reader, export: exp, structuredReplies, log } = this.#context;
+    const requestContext = {
+      sizeBytes: exp.sizeBytes,
+      readOnly: exp.readOnly,
+      structuredReplies,
+    };
+    for (;;) {
+      // Stop reading the socket while at the limit of requests in flight.
+      await this.#slots.acquire(1);
+      let slotHeld = true;
+      try {
+        const header = await reader.readView(NBD_REQUEST_BYTES);
+        if (header === null) return "eof";
+        let request: NbdRequest;
+        try {
+          request = decodeRequest(header);
+        } catch (error) {
+          log({ level: "warn", message: "bad request; closing", error });
+          return "protocol-error";
+        }
+        if (request.type === NBD_CMD_DISC) return "disconnect";
+
+        const rejection: RequestRejection | null = this.#context.isShuttingDown()
+          ? { errno: NBD_ESHUTDOWN, message: "the server is shutting down" }
+          : checkRequest(request, requestContext);
+
+        if (rejection !== null) {
+          if (request.type === NBD_CMD_WRITE) {
+            if (request.lengthBytes > NBD_MAX_REQUEST_BYTES) {
+              // Too long to consume; answer, then hang up.
+              this.#dispatch(request, null, 0, rejection);
+              slotHeld = false;
+              log({
+                level: "warn",
+                message: `${rejection.message}; a payload of ${request.lengthBytes} bytes ` +
+                  "is too long to skip, closing",
+              });
+              return "protocol-error";
+            }
+            await reader.skip(request.lengthBytes);
+          }
+          this.#dispatch(request, null, 0, rejection);
+          slotHeld = false;
+          continue;
+        }
+
+        const costBytes = request.type === NBD_CMD_READ || request.type === NBD_CMD_WRITE
+          ? request.lengthBytes
+          : 0;
+        // Stop reading while this connection, or the server, holds its limit of bytes.
+        await this.#bytes.acquire(costBytes);
+        try {
+          await this.#context.serverBytes.acquire(costBytes);
+        } catch (error) {
+          this.#bytes.release(costBytes);
+          throw error;
+        }
+        let payload: Uint8Array | null = null;
+        if (request.type === NBD_CMD_WRITE) {
+          try {
+            payload = await reader.readCopy(request.lengthBytes);
+          } catch (error) {
+            this.#releaseBytes(costBytes);
+            throw error;
+          }
+          if (payload === null) {
+            this.#releaseBytes(costBytes);
+            throw new Deno.errors.UnexpectedEof("write payload missing");
+          }
+        }
+        this.#dispatch(request, payload, costBytes, null);
+        slotHeld = false;
+      } finally {
+        if (slotHeld) this.#slots.release(1);
+      }
+    }
+  }
+
+  /** Starts serving one request; takes over its slot and `costBytes`. */
+  #dispatch(
+    request: NbdRequest,
+    payload: Uint8Array | null,
+    costBytes: number,
+    rejection: RequestRejection | null,
+  ): void {
+    const promise = this.#serve(request, payload, rejection).finally(() => {
+      this.#releaseBytes(costBytes);
+      this.#slots.release(1);
+      this.#inFlight.delete(promise);
+      if (this.#inFlight.size === 0) {
+        for (const resolve of this.#drainWaiters.splice(0)) resolve();
+      }
+    });
+    this.#inFlight.add(promise);
+  }
+
+  #releaseBytes(costBytes: number): void {
+    this.#bytes.release(costBytes);
+    this.#context.serverBytes.release(costBytes);
+  }
+
+  /** Performs one request and writes its reply. Rejects only on a bug. */
+  async #serve(
+    request: NbdRequest,
+    payload: Uint8Array | null,
+    rejection: RequestRejection | null,
+  ): Promise<void> {
+    const { writer, log } = this.#context;
+    let parts: Uint8Array[];
+    if (rejection !== null) {
+      parts = this.#errorReply(request, rejection.errno, rejection.message);
+      log({ level: "debug", message: `${errnoName(rejection.errno)}: ${rejection.message}` });
+    } else {
+      try {
+        parts = await this.#perform(request, payload);
+      } catch (error) {
+        const errno = errnoForError(error); // rethrows AssertionError
+        const message = `${
+          commandName(request.type)
+        } at ${request.offsetBytes}+${request.lengthBytes}: ${errorMessage(error)}`;
+        log({ level: errno === NBD_EIO ? "warn" : "debug", message, error });
+        parts = this.#errorReply(request, errno, message);
+      }
+    }
+    if (writer.broken) return;
+    try {
+      await writer.write(parts);
+    } catch (error) {
+      if (error instanceof AssertionError) throw error;
+      // The client went away; nothing more to tell it.
+    }
+  }
+
+  async #perform(request: NbdRequest, payload: Uint8Array | null): Promise<Uint8Array[]> {
+    const exp = this.#context.export;
+    const { handle, offsetBytes, lengthBytes, flags } = request;
+    const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
+    switch (request.type) {
+      case NBD_CMD_READ: {
+        const data = await exp.read(offsetBytes, lengthBytes);
+        if (data.length !== lengthBytes) {
+          throw new Error(`export returned ${data.length} bytes for a read of ${lengthBytes}`);
+        }
+        const header = this.#context.structuredReplies
+          ? encodeOffsetDataHeader(handle, offsetBytes, lengthBytes)
+          : encodeSimpleReply(0, handle);
+        return [header, data];
+      }
+      case NBD_CMD_WRITE:
+        await exp.write(offsetBytes, payload!, { fua });
+        break;
+      case NBD_CMD_FLUSH:
+        await exp.flush();
+        break;
+      case NBD_CMD_TRIM:
+        await exp.trim(offsetBytes, lengthBytes);
+        if (fua) await exp.flush();
+        break;
+      case NBD_CMD_WRITE_ZEROES:
+        await exp.writeZeroes(offsetBytes, lengthBytes, {
+          fua,
+          noHole: (flags & NBD_CMD_FLAG_NO_HOLE) !== 0,
+        });
+        break;
+      default:
+        throw new AssertionError(`unchecked ${commandName(request.type)} dispatched`);
+    }
+    return [encodeSimpleReply(0, handle)];
+  }
+
+  #errorReply(request: NbdRequest, errno: number, message: string): Uint8Array[] {
+    return this.#context.structuredReplies
+      ? [encodeStructuredError(request.handle, errno, message)]
+      : [encodeSimpleReply(errno, request.handle)];
+  }
+}
