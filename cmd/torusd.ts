@@ -18,8 +18,10 @@ Usage: torusd [flags]
 
 Flags:
   --data-dir DIR   data directory (default "./torus-data")
-  --size SIZE      block store size: bytes with units (10GiB) or N% of the filesystem (default "1GiB")
+  --size SIZE      block store size: bytes with units (10GiB) or N% of the filesystem
+                   (default: an existing store keeps its size, a new one gets 1GiB)
   --auto-init      initialize the data directory with defaults when it is not
+  --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
   --debug          log debug messages
   --version        print the version
   -h, --help       show this help`;
@@ -31,8 +33,9 @@ async function main(args: string[]): Promise<number> {
       args,
       options: {
         "data-dir": { type: "string", default: "./torus-data" },
-        size: { type: "string", default: "1GiB" },
+        size: { type: "string" },
         "auto-init": { type: "boolean", default: false },
+        nbd: { type: "string", default: "" },
         debug: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -57,10 +60,11 @@ async function main(args: string[]): Promise<number> {
   try {
     daemon = await Torusd.start({
       dataDir: values["data-dir"],
-      size: parseSizeSpec(values.size),
+      size: values.size === undefined ? undefined : parseSizeSpec(values.size),
       autoInit: values["auto-init"],
       clock: new SystemClock(),
       logger,
+      nbdAddress: values.nbd || undefined,
     });
   } catch (error) {
     return reportError("torusd", error);

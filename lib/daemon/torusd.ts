@@ -13,6 +13,31 @@ import type { Logger } from "../log.ts";
 import { LocalNode } from "../node/local_node.ts";
 import type { SizeSpec } from "../size.ts";
 import type { VolumeContext } from "../block/block_volume.ts";
+import { VolumeExports } from "../block/volume_exports.ts";
+import { NbdServer } from "../nbd/server.ts";
+
+/** The NBD port when an address names none. */
+export const NBD_PORT_DEFAULT = 10809;
+
+/**
+ * Splits `host:port` (or `[v6]:port`, or `host`).
+ *
+ * @throws {SyntaxError} on a malformed address or port.
+ */
+export function parseHostPort(
+  address: string,
+  defaultPort: number,
+): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*))(?::(\d+))?$/.exec(address.trim());
+  const hostname = match?.[1] ?? match?.[2] ?? "";
+  const port = match?.[3] === undefined ? defaultPort : Number(match[3]);
+  if (!match || hostname === "" || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new SyntaxError(
+      `Cannot parse address "${address}": expected HOST:PORT, like 127.0.0.1:10809`,
+    );
+  }
+  return { hostname, port };
+}
 
 /** Time between garbage collections. */
 export const GC_INTERVAL_MS = 60_000;
@@ -20,11 +45,14 @@ export const GC_INTERVAL_MS = 60_000;
 /** Options of {@linkcode Torusd.start}. */
 export interface TorusdOptions {
   dataDir: string;
-  size: SizeSpec;
+  /** Block store size; an existing store keeps its size when absent. */
+  size?: SizeSpec;
   /** Initialize the data directory with defaults when it is not. */
   autoInit: boolean;
   clock: Clock;
   logger: Logger;
+  /** Serve volumes over NBD at this address (`host:port`); none when absent. */
+  nbdAddress?: string;
 }
 
 /** A running daemon. */
@@ -35,6 +63,8 @@ export class Torusd {
   #gcTimer = 0;
   #gcRunning: Promise<void> | null = null;
   #closed = false;
+  #nbd: NbdServer | null = null;
+  #exports: VolumeExports | null = null;
 
   private constructor(node: LocalNode, volumes: VolumeContext, options: TorusdOptions) {
     this.node = node;
@@ -70,12 +100,35 @@ export class Torusd {
         "info",
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
       );
+      if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
       daemon.#scheduleGc();
       return daemon;
     } catch (error) {
       await node.close().catch(() => {});
       throw error;
     }
+  }
+
+  /** The NBD server, when serving. */
+  get nbd(): NbdServer | null {
+    return this.#nbd;
+  }
+
+  #serveNbd(address: string): void {
+    const { hostname, port } = parseHostPort(address, NBD_PORT_DEFAULT);
+    this.#exports = new VolumeExports({
+      context: this.volumes,
+      lease: async () => (await this.node.lease()).lease,
+    });
+    const logger = this.#options.logger;
+    this.#nbd = NbdServer.listen({
+      provider: this.#exports,
+      hostname,
+      port,
+      logger: (entry) =>
+        logger.log(entry.level, `nbd${entry.peer ? ` ${entry.peer}` : ""}: ${entry.message}`),
+    });
+    logger.log("info", `NBD on ${hostname}:${this.#nbd.port}`);
   }
 
   #scheduleGc(): void {
@@ -107,6 +160,8 @@ export class Torusd {
     this.#closed = true;
     this.#options.clock.clearTimer(this.#gcTimer);
     await this.#gcRunning;
+    await this.#nbd?.close();
+    await this.#exports?.close();
     await this.node.close();
     this.#options.logger.log("info", "stopped");
   }
