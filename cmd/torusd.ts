@@ -22,6 +22,7 @@ Flags:
                    (default: an existing store keeps its size, a new one gets 1GiB)
   --auto-init      initialize the data directory with defaults when it is not
   --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
+  --http ADDR      serve /healthz and /metrics at HOST:PORT
   --debug          log debug messages
   --version        print the version
   -h, --help       show this help`;
@@ -36,6 +37,7 @@ async function main(args: string[]): Promise<number> {
         size: { type: "string" },
         "auto-init": { type: "boolean", default: false },
         nbd: { type: "string", default: "" },
+        http: { type: "string", default: "" },
         debug: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -65,6 +67,7 @@ async function main(args: string[]): Promise<number> {
       clock: new SystemClock(),
       logger,
       nbdAddress: values.nbd || undefined,
+      httpAddress: values.http || undefined,
     });
   } catch (error) {
     return reportError("torusd", error);
@@ -73,10 +76,30 @@ async function main(args: string[]): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve());
   }
+  const nbdPort = daemon.nbd?.port;
+  if (nbdPort !== undefined) {
+    const host = values.nbd.replace(/:\d*$/, "");
+    printNextSteps(values["data-dir"], `${host}:${nbdPort}`);
+  }
   await stopped.promise;
   logger.log("info", "shutting down");
   await daemon.close();
   return 0;
+}
+
+function printNextSteps(dataDir: string, nbd: string): void {
+  const flag = dataDir === "./torus-data" ? "" : ` --data-dir ${dataDir}`;
+  console.error(`
+Torus is serving volumes over NBD at ${nbd}. Next:
+  deno task torusctl volume create-block vol1 1GiB${flag}
+  nbdinfo nbd://${nbd}/vol1                         # check it
+  nbdfuse /mnt/vol1 nbd://${nbd}/vol1 &             # a file; then losetup -f --show /mnt/vol1/nbd
+  nbd-client -N vol1 ${
+    nbd.replace(":", " ")
+  } /dev/nbd0   # a kernel block device, where nbd.ko exists
+  qemu-system-x86_64 -drive file=nbd://${nbd}/vol1,format=raw ...
+Stop with Ctrl-C: requests in flight finish, data is flushed, locks released.
+`);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -15,6 +15,7 @@ import type { SizeSpec } from "../size.ts";
 import type { VolumeContext } from "../block/block_volume.ts";
 import { VolumeExports } from "../block/volume_exports.ts";
 import { NbdServer } from "../nbd/server.ts";
+import { serveStatus } from "./http_status.ts";
 
 /** The NBD port when an address names none. */
 export const NBD_PORT_DEFAULT = 10809;
@@ -39,6 +40,9 @@ export function parseHostPort(
   return { hostname, port };
 }
 
+/** The HTTP status port when an address names none. */
+export const HTTP_PORT_DEFAULT = 4321;
+
 /** Time between garbage collections. */
 export const GC_INTERVAL_MS = 60_000;
 
@@ -53,6 +57,8 @@ export interface TorusdOptions {
   logger: Logger;
   /** Serve volumes over NBD at this address (`host:port`); none when absent. */
   nbdAddress?: string;
+  /** Serve `/healthz` and `/metrics` at this address; none when absent. */
+  httpAddress?: string;
 }
 
 /** A running daemon. */
@@ -65,6 +71,7 @@ export class Torusd {
   #closed = false;
   #nbd: NbdServer | null = null;
   #exports: VolumeExports | null = null;
+  #http: Deno.HttpServer<Deno.NetAddr> | null = null;
 
   private constructor(node: LocalNode, volumes: VolumeContext, options: TorusdOptions) {
     this.node = node;
@@ -101,6 +108,7 @@ export class Torusd {
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
       );
       if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
+      if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
       daemon.#scheduleGc();
       return daemon;
     } catch (error) {
@@ -129,6 +137,24 @@ export class Torusd {
         logger.log(entry.level, `nbd${entry.peer ? ` ${entry.peer}` : ""}: ${entry.message}`),
     });
     logger.log("info", `NBD on ${hostname}:${this.#nbd.port}`);
+  }
+
+  /** The HTTP status port, when serving. */
+  get httpPort(): number | null {
+    return this.#http?.addr.port ?? null;
+  }
+
+  #serveHttp(address: string): void {
+    const { hostname, port } = parseHostPort(address, HTTP_PORT_DEFAULT);
+    this.#http = serveStatus(
+      { store: this.volumes.store, metadata: this.node.metadata, nbd: () => this.#nbd },
+      hostname,
+      port,
+    );
+    this.#options.logger.log(
+      "info",
+      `HTTP status on http://${hostname}:${this.#http.addr.port}/metrics`,
+    );
   }
 
   #scheduleGc(): void {
@@ -160,6 +186,7 @@ export class Torusd {
     this.#closed = true;
     this.#options.clock.clearTimer(this.#gcTimer);
     await this.#gcRunning;
+    await this.#http?.shutdown();
     await this.#nbd?.close();
     await this.#exports?.close();
     await this.node.close();

@@ -4,6 +4,9 @@ import { randomFile, runToolOk } from "../nbd/_tools.ts";
 import { TextLineStream } from "./_lines.ts";
 import { ROOT, run } from "./_cli.ts";
 
+/** How long torusd may take to start serving. */
+const START_TIMEOUT_MS = 30_000;
+
 /** Starts torusd on a free NBD port; resolves once it logs that it serves. */
 async function startTorusd(dataDir: string, extra: string[] = []) {
   const child = new Deno.Command(Deno.execPath(), {
@@ -15,6 +18,8 @@ async function startTorusd(dataDir: string, extra: string[] = []) {
       dataDir,
       "--nbd",
       "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
       ...extra,
     ],
     stdout: "null",
@@ -23,12 +28,23 @@ async function startTorusd(dataDir: string, extra: string[] = []) {
   const lines = child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(new TextLineStream());
   const log: string[] = [];
   const reader = lines.getReader();
+  const deadlineMs = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    const { value, done } = await reader.read();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`torusd did not start in time:\n${log.join("\n")}`)),
+        Math.max(0, deadlineMs - Date.now()),
+      );
+    });
+    const { value, done } = await Promise.race([reader.read(), timeout]).finally(() =>
+      clearTimeout(timer)
+    );
     if (done) throw new Error(`torusd exited before serving:\n${log.join("\n")}`);
     log.push(value);
-    const match = /NBD on 127\.0\.0\.1:(\d+)/.exec(value);
-    if (match) {
+    const nbd = /NBD on 127\.0\.0\.1:(\d+)/.exec(log.join("\n"));
+    const http = /HTTP status on http:\/\/127\.0\.0\.1:(\d+)/.exec(value);
+    if (nbd && http) {
       // Keep draining stderr so the daemon never blocks on a full pipe.
       (async () => {
         for (;;) {
@@ -37,7 +53,7 @@ async function startTorusd(dataDir: string, extra: string[] = []) {
           log.push(next.value!);
         }
       })();
-      return { child, port: Number(match[1]), log };
+      return { child, port: Number(nbd[1]), httpPort: Number(http[1]), log };
     }
   }
 }
@@ -70,6 +86,13 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       const got = await Deno.readFile(out);
       assert.deepEqual(got.subarray(0, expected.length), expected);
       assert.ok(got.subarray(expected.length).every((b) => b === 0));
+      const metrics = await (await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).text();
+      assert.match(metrics, /torus_storage_blocks\{storage="current"\} [1-9]\d*/);
+      assert.match(metrics, /torus_storage_blocks_total\{storage="current"\} 512/);
+      assert.match(metrics, /torus_nbd_connections 0/);
+      const health = await fetch(`http://127.0.0.1:${daemon.httpPort}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), "ok\n");
       const listed = await run("torusctl", ["volume", "list", "-o", "json", "--data-dir", dataDir]);
       assert.equal(
         JSON.parse(listed.stdout)[0].status,

@@ -1,0 +1,74 @@
+/**
+ * torusd's HTTP status endpoint: `/healthz` (200 "ok" while the metadata
+ * answers, 503 otherwise) and `/metrics` in the Prometheus text format, with
+ * the original's metric names where one exists.
+ *
+ * @module
+ */
+import { crcFailures } from "../blockset/crc_layer.ts";
+import type { MetadataService } from "../metadata/metadata_service.ts";
+import type { NbdServer } from "../nbd/server.ts";
+import type { BlockStore } from "../storage/block_store.ts";
+
+/** What the endpoint reports on. */
+export interface StatusSources {
+  store: BlockStore;
+  metadata: MetadataService;
+  nbd: () => NbdServer | null;
+}
+
+/** Status requests are rare: close each connection so shutdown never waits on an idle one. */
+const CLOSE = { connection: "close" };
+
+/** Renders the metrics in the Prometheus text format. */
+export function renderMetrics(sources: StatusSources): string {
+  const lines: string[] = [];
+  const gauge = (name: string, help: string, value: number, labels = "") => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
+  };
+  const storage = `{storage="current"}`;
+  gauge("torus_storage_blocks", "Blocks stored.", sources.store.usedBlocks(), storage);
+  gauge("torus_storage_blocks_total", "Block capacity.", sources.store.numBlocks(), storage);
+  gauge("torus_storage_block_bytes", "Size of a block.", sources.store.blockSizeBytes, storage);
+  lines.push(
+    "# HELP torus_blockset_crc_failed_blocks Blocks that failed their checksum.",
+    "# TYPE torus_blockset_crc_failed_blocks counter",
+    `torus_blockset_crc_failed_blocks ${crcFailures.count}`,
+  );
+  const nbd = sources.nbd();
+  if (nbd) {
+    const stats = nbd.stats();
+    gauge("torus_nbd_connections", "Open NBD connections.", stats.connections);
+    gauge("torus_nbd_requests_in_flight", "NBD requests in flight.", stats.requestsInFlight);
+    gauge("torus_nbd_buffered_bytes", "Bytes held for NBD requests.", stats.bufferedBytes);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Serves `/healthz` and `/metrics` on `hostname:port`. */
+export function serveStatus(
+  sources: StatusSources,
+  hostname: string,
+  port: number,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname, port, onListen: () => {} }, async (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/healthz") {
+      try {
+        await sources.metadata.globalMetadata();
+        return new Response("ok\n", { headers: CLOSE });
+      } catch (error) {
+        return new Response(`metadata unavailable: ${(error as Error).message}\n`, {
+          status: 503,
+          headers: CLOSE,
+        });
+      }
+    }
+    if (path === "/metrics") {
+      return new Response(renderMetrics(sources), {
+        headers: { ...CLOSE, "content-type": "text/plain; version=0.0.4" },
+      });
+    }
+    return new Response("not found: try /healthz or /metrics\n", { status: 404, headers: CLOSE });
+  });
+}
