@@ -1,16 +1,57 @@
 /**
- * torusblk: attach Torus volumes as block devices. Thin wiring.
+ * torusblk: attach Torus volumes as block devices. Thin wiring: flags here,
+ * the server in lib/daemon.
  *
  * @module
  */
-import { type Command, runCommand } from "../lib/cli/command.ts";
-import { print } from "../lib/cli/command.ts";
+import { type Command, print, runCommand } from "../lib/cli/command.ts";
+import { SystemClock } from "../lib/clock.ts";
+import { NbdServe } from "../lib/daemon/nbd_serve.ts";
+import { stderrLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 
 const root: Command = {
   name: "torusblk",
   summary: "attach Torus volumes as block devices (NBD)",
   subcommands: [
+    {
+      name: "nbdserve",
+      summary: "serve volumes over NBD (export name = volume name, VOLUME@SNAPSHOT read-only)",
+      flags: {
+        "data-dir": {
+          type: "string",
+          default: "./torus-data",
+          description: "data directory (torusd must not be running on it)",
+          valueName: "DIR",
+        },
+        listen: {
+          type: "string",
+          short: "l",
+          default: "127.0.0.1:10809",
+          description: "address to listen on",
+          valueName: "HOST:PORT",
+        },
+        "read-only": { type: "boolean", description: "serve every volume read-only" },
+        debug: { type: "boolean", description: "log every connection" },
+      },
+      run: async ({ flags }) => {
+        const logger = stderrLogger(flags.debug ? "debug" : "info", "torusblk");
+        const serve = await NbdServe.start({
+          dataDir: String(flags["data-dir"]),
+          address: String(flags.listen),
+          readOnly: flags["read-only"] === true,
+          clock: new SystemClock(),
+          logger,
+        });
+        const stopped = Promise.withResolvers<void>();
+        for (const signal of ["SIGINT", "SIGTERM"] as const) {
+          Deno.addSignalListener(signal, () => stopped.resolve());
+        }
+        await stopped.promise;
+        logger.log("info", "shutting down");
+        await serve.close();
+      },
+    },
     {
       name: "version",
       summary: "print the version",
