@@ -30,7 +30,7 @@
 
 // Addresses and checksums.
 export { BlockRef, BlockType, INodeRef } from "./lib/core/block_ref.ts";
-export { crc32c } from "./lib/core/crc32c.ts";
+export { crc32 } from "./lib/core/crc32.ts";
 
 // Time, randomness, sizes, errors.
 export { type Clock, ManualClock, SystemClock } from "./lib/clock.ts";

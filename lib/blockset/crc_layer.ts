@@ -1,6 +1,6 @@
 /**
  * The `crc` layer: one digest per block, kept in the INode, checked on every
- * read. A block's digest is the CRC-32C of its sector CRCs
+ * read. A block's digest is the CRC-32 of its sector CRCs
  * (`core/sector.ts`), so a 4 KiB read is checked end to end without reading
  * the other 508 KiB of the block: the store verifies the sectors it reads
  * against its sector CRCs, and this layer verifies those sector CRCs against

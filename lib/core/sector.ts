@@ -1,16 +1,16 @@
 /**
  * Sector geometry and checksums of a block. A block of `blockSizeBytes` is
  * split into sectors of {@linkcode sectorSizeBytes} (4 KiB, or the whole block
- * when blocks are smaller). Every stored sector carries a CRC-32C, so that a
+ * when blocks are smaller). Every stored sector carries a CRC-32, so that a
  * 4 KiB read is verified without reading the whole block, and the block's
- * digest (the CRC-32C of its sector CRCs, little-endian) is what the `crc`
+ * digest (the CRC-32 of its sector CRCs, little-endian) is what the `crc`
  * blockset layer records in the INode.
  *
  * @module
  */
 import { assert } from "../assert.ts";
 import { SECTOR_SIZE_BYTES } from "../constants.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32 } from "./crc32.ts";
 
 /** The sector size for a block size. */
 export function sectorSizeBytes(blockSizeBytes: number): number {
@@ -24,23 +24,23 @@ export function sectorsPerBlock(blockSizeBytes: number): number {
   return blockSizeBytes / sector;
 }
 
-/** CRC-32C of every sector of a full block. */
+/** CRC-32 of every sector of a full block. */
 export function sectorCrcs(block: Uint8Array, blockSizeBytes: number): Uint32Array {
   assert(block.length === blockSizeBytes, `block has ${block.length} bytes, not ${blockSizeBytes}`);
   const sector = sectorSizeBytes(blockSizeBytes);
   const crcs = new Uint32Array(blockSizeBytes / sector);
   for (let i = 0; i < crcs.length; i++) {
-    crcs[i] = crc32c(block.subarray(i * sector, (i + 1) * sector));
+    crcs[i] = crc32(block.subarray(i * sector, (i + 1) * sector));
   }
   return crcs;
 }
 
-/** The digest of a block: CRC-32C over its sector CRCs as u32 LE. */
+/** The digest of a block: CRC-32 over its sector CRCs as u32 LE. */
 export function blockDigest(crcs: Uint32Array): number {
   const bytes = new Uint8Array(crcs.length * 4);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < crcs.length; i++) view.setUint32(i * 4, crcs[i]!, true);
-  return crc32c(bytes);
+  return crc32(bytes);
 }
 
 const zeroDigests = new Map<number, number>();
@@ -48,7 +48,7 @@ const zeroDigests = new Map<number, number>();
 export function zeroBlockDigest(blockSizeBytes: number): number {
   let digest = zeroDigests.get(blockSizeBytes);
   if (digest === undefined) {
-    const crc = crc32c(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
+    const crc = crc32(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
     digest = blockDigest(new Uint32Array(sectorsPerBlock(blockSizeBytes)).fill(crc));
     zeroDigests.set(blockSizeBytes, digest);
   }

@@ -11,7 +11,7 @@ export interface BlockRead {
   /** The requested bytes; owned by the caller. */
   data: Uint8Array;
   /**
-   * CRC-32C of every sector of the whole block as stored (see `core/sector.ts`).
+   * CRC-32 of every sector of the whole block as stored (see `core/sector.ts`).
    * The `crc` blockset layer checks their digest against the INode.
    */
   sectorCrcs: Uint32Array;

@@ -12,12 +12,12 @@
  * block/data.blk   slot s at s × blockSize, nSlots × blockSize bytes
  * block/index.blk  [0, 4096)  header, two copies (at 0 and 512)
  *                  then one record of recordSize bytes per slot:
- *                  ref (24) | generation u64 | sector CRC-32C u32 × n | record CRC-32C u32
+ *                  ref (24) | generation u64 | sector CRC-32 u32 × n | record CRC-32 u32
  * ```
  *
  * A slot whose record fails its CRC (all zero, torn, garbage) is free. Data
  * is written before its record; `flush()` fdatasyncs the data file, then the
- * index file. Every sector of every block carries a CRC-32C in its record, so
+ * index file. Every sector of every block carries a CRC-32 in its record, so
  * a torn data write reads as `BlockCorruptError`, never as wrong bytes.
  *
  * Linux only: it calls libc through FFI (`--allow-ffi`) for `pread`, `pwrite`
@@ -29,7 +29,7 @@
  */
 import { BLOCK_REF_SIZE_BYTES, BlockRef, readU64, writeU64 } from "../core/block_ref.ts";
 import { assert } from "../assert.ts";
-import { crc32c } from "../core/crc32c.ts";
+import { crc32 } from "../core/crc32.ts";
 import { blockDigest, sectorSizeBytes } from "../core/sector.ts";
 import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
 import {
@@ -60,7 +60,7 @@ export const INDEX_HEADER_REGION_BYTES = 4096;
 const HEADER_COPY_OFFSETS_BYTES = [0, 512] as const;
 /** Bytes of one header copy: magic, version, block, sector and record sizes, slots, CRC. */
 const HEADER_COPY_SIZE_BYTES = 36;
-/** Offset of the header CRC-32C, which covers the bytes before it. */
+/** Offset of the header CRC-32, which covers the bytes before it. */
 const HEADER_CRC_OFFSET_BYTES = 32;
 /**
  * The unit a device writes atomically, assumed for the record layout: a
@@ -145,13 +145,13 @@ export function indexRecordSizeBytes(blockSizeBytes: number): number {
 }
 
 /**
- * The CRC-32C of a record: over its bytes before the CRC, then over the slot
+ * The CRC-32 of a record: over its bytes before the CRC, then over the slot
  * number as u64 LE, so that a record written to the wrong place never passes.
  */
 function recordCrc(record: Uint8Array, crcOffsetBytes: number, slot: number): number {
   const slotBytes = new Uint8Array(8);
   writeU64(new DataView(slotBytes.buffer), 0, slot);
-  return crc32c(slotBytes, crc32c(record.subarray(0, crcOffsetBytes)));
+  return crc32(slotBytes, crc32(record.subarray(0, crcOffsetBytes)));
 }
 
 /** Offset of the record CRC for a block size: right after the sector CRCs. */
@@ -406,7 +406,7 @@ function encodeHeader(header: Header): Uint8Array {
   writeU64(view, 24, header.numSlots);
   view.setUint32(
     HEADER_CRC_OFFSET_BYTES,
-    crc32c(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)),
+    crc32(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)),
     true,
   );
   return bytes;
@@ -417,7 +417,7 @@ function decodeHeader(bytes: Uint8Array, where: string): Header | undefined {
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_COPY_SIZE_BYTES);
   if (new TextDecoder().decode(bytes.subarray(0, 8)) !== INDEX_MAGIC) return undefined;
   if (
-    crc32c(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)) !==
+    crc32(bytes.subarray(0, HEADER_CRC_OFFSET_BYTES)) !==
       view.getUint32(HEADER_CRC_OFFSET_BYTES, true)
   ) {
     return undefined;
@@ -761,7 +761,7 @@ export class FileBlockStore implements BlockStore {
     for (let i = 0; i < this.#sectorsPerBlock; i++) {
       this.#recordView.setUint32(
         RECORD_CRCS_OFFSET_BYTES + 4 * i,
-        crc32c(block.subarray(i * sector, (i + 1) * sector)),
+        crc32(block.subarray(i * sector, (i + 1) * sector)),
         true,
       );
     }
@@ -809,7 +809,7 @@ export class FileBlockStore implements BlockStore {
     for (let i = first; i < end; i++) {
       this.#recordView.setUint32(
         RECORD_CRCS_OFFSET_BYTES + 4 * i,
-        crc32c(bytes.subarray((i - first) * sector, (i - first + 1) * sector)),
+        crc32(bytes.subarray((i - first) * sector, (i - first + 1) * sector)),
         true,
       );
     }
@@ -920,7 +920,7 @@ export class FileBlockStore implements BlockStore {
 
   #verifySector(ref: BlockRef, index: number, bytes: Uint8Array): void {
     const expected = this.#recordView.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * index, true);
-    if (crc32c(bytes) !== expected) {
+    if (crc32(bytes) !== expected) {
       throw new BlockCorruptError(`Cannot read ${ref}: sector ${index} fails its checksum`);
     }
   }

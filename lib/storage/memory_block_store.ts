@@ -5,7 +5,7 @@
  * @module
  */
 import type { BlockRef } from "../core/block_ref.ts";
-import { crc32c } from "../core/crc32c.ts";
+import { crc32 } from "../core/crc32.ts";
 import { blockDigest, sectorCrcs, sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError, BlockNotFoundError, ClosedError, OutOfSpaceError } from "../errors.ts";
 import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
@@ -107,7 +107,7 @@ export class MemoryBlockStore implements BlockStore {
     this.#verify(stored, (end - 1) * sector, sector);
     stored.data.set(data, offsetBytes);
     for (let i = first; i < end; i++) {
-      stored.crcs[i] = crc32c(stored.data.subarray(i * sector, (i + 1) * sector));
+      stored.crcs[i] = crc32(stored.data.subarray(i * sector, (i + 1) * sector));
     }
     return stored.crcs.slice();
   }
@@ -148,7 +148,7 @@ export class MemoryBlockStore implements BlockStore {
     const first = Math.floor(offsetBytes / sector);
     const end = Math.max(first + 1, Math.ceil((offsetBytes + lengthBytes) / sector));
     for (let i = first; i < end && i < stored.crcs.length; i++) {
-      if (crc32c(stored.data.subarray(i * sector, (i + 1) * sector)) !== stored.crcs[i]) {
+      if (crc32(stored.data.subarray(i * sector, (i + 1) * sector)) !== stored.crcs[i]) {
         throw new BlockCorruptError(`Cannot read ${stored.ref}: sector ${i} fails its checksum`);
       }
     }
