@@ -29,6 +29,11 @@ export interface VolumeContext {
   metadata: MetadataService;
   store: BlockStore;
   inodes: INodeStore;
+  /**
+   * Garbage collection for writers that find the store full (see
+   * `FileOptions.reclaimSpace`); without it such writes fail with `OutOfSpaceError`.
+   */
+  reclaimSpace?: () => Promise<void>;
 }
 
 /** How to open a volume. */
@@ -121,6 +126,7 @@ async function fileAt(
     metadata: context.metadata,
     lock,
     onClose: lock ? () => context.metadata.unlockVolume(lock) : undefined,
+    reclaimSpace: context.reclaimSpace,
   });
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { INodeRef } from "../core/block_ref.ts";
 import type { MetadataService } from "../metadata/metadata_service.ts";
+import { OutOfSpaceError } from "../errors.ts";
 import { createBlockVolume, openBlockFile } from "./block_volume.ts";
 import { collectGarbage } from "./gc.ts";
 import { testEnv } from "./_test_env.ts";
@@ -87,4 +88,32 @@ Deno.test("GC fails closed: a metadata error deletes nothing", async () => {
   assert.equal(env.store.usedBlocks(), used);
   await collectGarbage(env);
   assert.ok(env.store.usedBlocks() < used);
+});
+
+Deno.test("a write that finds the store full commits, collects garbage and succeeds", async () => {
+  // 4 data blocks + 1 INode live; rewriting all 4 in a new session needs 4 more.
+  for (const reclaim of [false, true]) {
+    const env = await testEnv({ numBlocks: 7 });
+    await createBlockVolume(env.metadata, "v", 1024);
+    await writeAndSync(env, "v", 1);
+    const context = reclaim
+      ? { ...env, reclaimSpace: async () => void await collectGarbage(env) }
+      : env;
+    const file = await openBlockFile(context, "v", { lease: env.lease });
+    const rewrite = async () => {
+      for (let round = 3; round < 6; round++) {
+        for (let offset = 0; offset < 1024; offset += 256) {
+          await file.writeAt(new Uint8Array(256).fill(round), offset);
+        }
+      }
+    };
+    if (!reclaim) {
+      await assert.rejects(rewrite(), OutOfSpaceError);
+      continue;
+    }
+    await rewrite();
+    await file.close();
+    const reader = await openBlockFile(env, "v", { readOnly: true });
+    assert.ok((await reader.readAt(0, 1024)).every((b) => b === 5));
+  }
 });

@@ -8,6 +8,7 @@
  * @module
  */
 import { VolumeExports } from "../block/volume_exports.ts";
+import { collectGarbage } from "../block/gc.ts";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { NbdServer } from "../nbd/server.ts";
@@ -48,6 +49,9 @@ export class NbdServe {
     const node = await LocalNode.open({ dataDir: options.dataDir, clock: options.clock });
     try {
       const context = await node.volumes();
+      context.reclaimSpace = async () => {
+        await collectGarbage(context);
+      };
       const exports = new VolumeExports({
         context,
         lease: async () => (await node.lease()).lease,

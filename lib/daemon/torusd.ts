@@ -103,6 +103,7 @@ export class Torusd {
       }
       const volumes = await node.volumes(options.size);
       const daemon = new Torusd(node, volumes, options);
+      volumes.reclaimSpace = () => daemon.collectGarbage();
       options.logger.log(
         "info",
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,

@@ -18,11 +18,18 @@
  */
 import { INodeRef } from "../core/block_ref.ts";
 import type { Blockset } from "../blockset/blockset.ts";
-import { FencedError, ReadOnlyError } from "../errors.ts";
+import { FencedError, OutOfSpaceError, ReadOnlyError } from "../errors.ts";
 import type { INodeRecord, INodeStore } from "../inode/inode_store.ts";
 import type { LockToken, MetadataService, VolumeInfo } from "../metadata/metadata_service.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { KeyedRwLock, RwLock } from "./rw_lock.ts";
+
+/** Bytes an INode spends per block with `crc,rep=2,base` (ref, digest, replica ref); an estimate. */
+const INODE_BYTES_PER_BLOCK_MAX = 24 + 4 + 24;
+/** Bytes of an INode besides its per-block lists. */
+const INODE_OVERHEAD_BYTES = 4096;
+/** Free blocks kept beyond the INode's needs before a writer commits to let GC reclaim. */
+const RECLAIM_SLACK_BLOCKS = 2;
 
 /** What a {@linkcode File} is opened with. */
 export interface FileOptions {
@@ -37,6 +44,11 @@ export interface FileOptions {
   lock: LockToken | null;
   /** Called once when the file is closed (releases the lock). */
   onClose?: () => Promise<void>;
+  /**
+   * Frees unreferenced blocks (garbage collection). When given, a write that
+   * finds the store full commits the session, calls this, and retries once.
+   */
+  reclaimSpace?: () => Promise<void>;
 }
 
 /** Where {@linkcode File.seek} counts from. */
@@ -59,6 +71,8 @@ export class File {
   #metadata: MetadataService;
   #lock: LockToken | null;
   #onClose?: () => Promise<void>;
+  #reclaimSpace?: () => Promise<void>;
+  #reclaiming: Promise<void> | null = null;
   #head: INodeRef;
   #sizeBytes: number;
   #offsetBytes = 0;
@@ -76,6 +90,7 @@ export class File {
     this.#metadata = options.metadata;
     this.#lock = options.lock;
     this.#onClose = options.onClose;
+    this.#reclaimSpace = options.reclaimSpace;
     this.#head = options.head.ref;
     this.#sizeBytes = options.head.sizeBytes;
   }
@@ -141,6 +156,43 @@ export class File {
   async writeAt(data: Uint8Array, offsetBytes: number): Promise<void> {
     this.#checkWritable();
     this.#checkRange("write", offsetBytes, data.length);
+    if (this.#reclaimSpace && this.#session !== null && this.#lowOnSpace()) await this.#reclaim();
+    try {
+      await this.#writeOnce(data, offsetBytes);
+    } catch (error) {
+      if (!(error instanceof OutOfSpaceError) || !this.#reclaimSpace) throw error;
+      // Blocks copied on write in this session keep their originals alive
+      // until the session is committed: commit, collect, and try once more.
+      await this.#reclaim();
+      await this.#writeOnce(data, offsetBytes);
+    }
+    this.stats.writtenBytes += data.length;
+  }
+
+  /**
+   * True when the store's free blocks would barely hold this file's INode:
+   * committing then (while it still fits) lets GC free the blocks this
+   * session copied, instead of failing the commit later.
+   */
+  #lowOnSpace(): boolean {
+    const free = this.#store.numBlocks() - this.#store.usedBlocks();
+    const inodeBytes = this.#blockset.length() * INODE_BYTES_PER_BLOCK_MAX + INODE_OVERHEAD_BYTES;
+    return free < Math.ceil(inodeBytes / this.blockSizeBytes) + RECLAIM_SLACK_BLOCKS;
+  }
+
+  #reclaim(): Promise<void> {
+    this.#reclaiming ??= (async () => {
+      try {
+        await this.sync();
+        await this.#reclaimSpace!();
+      } finally {
+        this.#reclaiming = null;
+      }
+    })();
+    return this.#reclaiming;
+  }
+
+  async #writeOnce(data: Uint8Array, offsetBytes: number): Promise<void> {
     await this.#io.with(false, async () => {
       await this.#openSession();
       await Promise.all(
@@ -156,7 +208,6 @@ export class File {
         ),
       );
     });
-    this.stats.writtenBytes += data.length;
   }
 
   /**
