@@ -1,62 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randomFile, runToolOk } from "../nbd/_tools.ts";
-import { TextLineStream } from "./_lines.ts";
-import { ROOT, run } from "./_cli.ts";
-
-/** How long torusd may take to start serving. */
-const START_TIMEOUT_MS = 30_000;
-
-/** Starts torusd on a free NBD port; resolves once it logs that it serves. */
-async function startTorusd(dataDir: string, extra: string[] = []) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}cmd/torusd.ts`,
-      "--data-dir",
-      dataDir,
-      "--nbd",
-      "127.0.0.1:0",
-      "--http",
-      "127.0.0.1:0",
-      ...extra,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(new TextLineStream());
-  const log: string[] = [];
-  const reader = lines.getReader();
-  const deadlineMs = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`torusd did not start in time:\n${log.join("\n")}`)),
-        Math.max(0, deadlineMs - Date.now()),
-      );
-    });
-    const { value, done } = await Promise.race([reader.read(), timeout]).finally(() =>
-      clearTimeout(timer)
-    );
-    if (done) throw new Error(`torusd exited before serving:\n${log.join("\n")}`);
-    log.push(value);
-    const nbd = /NBD on 127\.0\.0\.1:(\d+)/.exec(log.join("\n"));
-    const http = /HTTP status on http:\/\/127\.0\.0\.1:(\d+)/.exec(value);
-    if (nbd && http) {
-      // Keep draining stderr so the daemon never blocks on a full pipe.
-      (async () => {
-        for (;;) {
-          const next = await reader.read().catch(() => ({ done: true, value: undefined }));
-          if (next.done) break;
-          log.push(next.value!);
-        }
-      })();
-      return { child, port: Number(nbd[1]), httpPort: Number(http[1]), log };
-    }
-  }
-}
+import { run } from "./_cli.ts";
+import { startTorusd } from "./_torusd.ts";
 
 Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH loses nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "torusd-nbd-" });
