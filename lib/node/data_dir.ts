@@ -18,6 +18,8 @@ export interface DataDirPaths {
   uuidFile: string;
   metadataDb: string;
   blockDir: string;
+  /** The lease of the process that holds the block store, kept for its successor. */
+  storeLeaseFile: string;
 }
 
 /** The paths of data directory `root`. */
@@ -29,6 +31,7 @@ export function dataDirPaths(root: string): DataDirPaths {
     uuidFile: join(metadataDir, "uuid"),
     metadataDb: join(metadataDir, "torus.db"),
     blockDir: join(root, "block"),
+    storeLeaseFile: join(metadataDir, "store.lease"),
   };
 }
 

@@ -119,20 +119,50 @@ export class LocalNode {
     });
     this.#store = store;
     this.#context = { metadata: this.metadata, store, inodes: new INodeStore(store) };
+    await this.#revokePredecessorLease();
     return this.#context;
+  }
+
+  /**
+   * Holding the block store's exclusive lock proves that the process which
+   * held it before us (a torusd killed with -9, say) is dead: revoke its
+   * lease now, releasing its volume locks, instead of making every volume it
+   * had open wait out the lease's TTL. Safe under fencing: a lock revoked
+   * here can commit nothing more.
+   */
+  async #revokePredecessorLease(): Promise<void> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.paths.storeLeaseFile);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    const id = Number(text.trim());
+    if (Number.isSafeInteger(id) && id > 0) {
+      await this.metadata.revokeLease({ id, ttlMs: 0 });
+    }
+    await Deno.remove(this.paths.storeLeaseFile).catch(() => {});
   }
 
   /** This process's lease (granted on first use, renewed until close). */
   async lease(): Promise<LeaseKeeper> {
-    this.#lease ??= await LeaseKeeper.start(this.metadata, this.clock);
+    if (!this.#lease) {
+      this.#lease = await LeaseKeeper.start(this.metadata, this.clock);
+      if (this.#store) {
+        // Our successor at the block store revokes it if we die holding it.
+        await Deno.writeTextFile(this.paths.storeLeaseFile, `${this.#lease.lease.id}\n`);
+      }
+    }
     return this.#lease;
   }
 
   /** Flushes and closes the block store, revokes the lease, closes the metadata. */
   async close(): Promise<void> {
     const errors: unknown[] = [];
-    await this.#store?.close().catch((error) => errors.push(error));
     await this.#lease?.close().catch((error) => errors.push(error));
+    if (this.#store && this.#lease) await Deno.remove(this.paths.storeLeaseFile).catch(() => {});
+    await this.#store?.close().catch((error) => errors.push(error));
     await this.metadata.close().catch((error) => errors.push(error));
     this.#store = null;
     this.#context = null;
