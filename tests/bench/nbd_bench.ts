@@ -322,12 +322,15 @@ async function requireTools(): Promise<Map<string, string>> {
 
 /** Children still running, killed by the cleanup. */
 const running = new Set<Deno.ChildProcess>();
+/** Set on SIGINT or SIGTERM: nothing new starts. */
+let interrupted = false;
 
 function spawn(
   path: string,
   args: string[],
   options: { cwd?: string; stdout?: "piped" | "null"; stderr?: "piped" | "null" } = {},
 ): Deno.ChildProcess {
+  if (interrupted) throw new Error("Interrupted");
   const child = new Deno.Command(path, {
     args,
     cwd: options.cwd,
@@ -1187,6 +1190,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const onSignal = () => {
+    interrupted = true;
     console.error("nbd_bench: interrupted; cleaning up");
     runCleanups().finally(() => Deno.exit(130));
   };
