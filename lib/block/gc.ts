@@ -3,9 +3,12 @@
  *
  * A block is live when the current INode or a snapshot of its volume
  * references it, or when it is newer than every committed INode of its
- * volume (a write session in flight). Everything else is garbage: blocks
- * replaced by later writes, trimmed blocks, the INodes of old versions, and
- * the blocks of deleted volumes.
+ * volume and may still be committed (a write session in flight). Everything
+ * else is garbage: blocks replaced by later writes, trimmed blocks, the
+ * INodes of old versions, the blocks of deleted volumes, and the blocks of
+ * sessions that can never commit: those handed out before marking on a
+ * volume that, while marking, was unlocked and kept its current INode (a
+ * writer that died or was fenced; a live writer always holds the lock).
  *
  * Unlike the original, any doubt keeps the block: if listing volumes fails,
  * nothing is collected; if a volume's INodes cannot be read, none of its
@@ -23,8 +26,15 @@ interface VolumeMarks {
   data: Set<string>;
   /** Live INode numbers (current and snapshots). */
   inodes: Set<number>;
-  /** Blocks of INodes above this are in flight and live. */
+  /** Blocks of INodes above this are in flight and live… */
   highwater: number;
+  /**
+   * …unless at or below this: INodes handed out while the volume was, at
+   * marking time, unlocked with an unchanged current INode belong to
+   * sessions that can never commit (their writer died, or was fenced).
+   * 0 when that could not be established.
+   */
+  abandonedUpTo: number;
 }
 
 /** The outcome of marking: which blocks may be deleted. */
@@ -42,7 +52,7 @@ export class GcMarks {
     const marks = this.#volumes.get(ref.volume);
     if (marks === "unknown") return false;
     if (marks === undefined) return ref.volume <= this.#maxVolumeId; // deleted volume
-    if (ref.inode > marks.highwater) return false;
+    if (ref.inode > marks.highwater) return ref.inode <= marks.abandonedUpTo;
     if (ref.type === BlockType.inode) return !marks.inodes.has(ref.inode);
     return !marks.data.has(ref.key());
   }
@@ -78,7 +88,7 @@ async function markVolume(context: VolumeContext, volume: VolumeInfo): Promise<V
   for (const snapshot of await context.metadata.listSnapshots(volume.id)) {
     heads.push(snapshot.inode);
   }
-  const marks: VolumeMarks = { data: new Set(), inodes: new Set(), highwater: 0 };
+  const marks: VolumeMarks = { data: new Set(), inodes: new Set(), highwater: 0, abandonedUpTo: 0 };
   for (const head of heads) {
     marks.inodes.add(head.inode);
     marks.highwater = Math.max(marks.highwater, head.inode);
@@ -86,6 +96,13 @@ async function markVolume(context: VolumeContext, volume: VolumeInfo): Promise<V
     const { blockset } = await loadINode(context, volume, new INodeRef(volume.id, head.inode));
     for (const ref of blockset.blockRefs()) marks.data.add(ref.key());
   }
+  // In this order: a writer that locks after the counter is read gets a
+  // larger INode; one that locked before shows as in use; one that committed
+  // meanwhile changed the current INode. Any of those keeps the old rule.
+  const counter = await context.metadata.inodeCounter(volume.id);
+  const status = await context.metadata.lockStatus(volume.id);
+  const current = await context.metadata.currentINode(volume.id);
+  if (status === "free" && current.equals(heads[0]!)) marks.abandonedUpTo = counter;
   return marks;
 }
 

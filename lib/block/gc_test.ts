@@ -117,3 +117,47 @@ Deno.test("a write that finds the store full commits, collects garbage and succe
     assert.ok((await reader.readAt(0, 1024)).every((b) => b === 5));
   }
 });
+
+Deno.test("GC frees the blocks of a session whose writer died without committing", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 1024);
+  await writeAndSync(env, "v", 1);
+  const live = env.store.usedBlocks();
+  const dead = await openBlockFile(env, "v", { lease: env.lease });
+  await dead.writeAt(new Uint8Array(1024).fill(2), 0); // never synced
+  assert.ok(env.store.usedBlocks() > live);
+  await collectGarbage(env);
+  assert.ok(env.store.usedBlocks() > live, "kept while its writer holds the lock");
+  env.clock.advance(31_000); // the writer's lease lapses: its lock is gone
+  await collectGarbage(env);
+  assert.equal(env.store.usedBlocks(), live, "the abandoned session is collected");
+  const reader = await openBlockFile(env, "v", { readOnly: true });
+  assert.ok((await reader.readAt(0, 1024)).every((b) => b === 1));
+});
+
+Deno.test("GC keeps a session that commits while marking is under way", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 1024);
+  await writeAndSync(env, "v", 1);
+  const file = await openBlockFile(env, "v", { lease: env.lease });
+  await file.writeAt(new Uint8Array(1024).fill(2), 0);
+  // The writer syncs and leaves after marking read the current INode but
+  // before it reads the INode counter and the lock.
+  const racing = new Proxy(env.metadata, {
+    get(target, property, receiver) {
+      if (property === "inodeCounter") {
+        return async (volumeId: number) => {
+          await file.close();
+          return await target.inodeCounter(volumeId);
+        };
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  await collectGarbage({ ...env, metadata: racing });
+  const reader = await openBlockFile(env, "v", { readOnly: true });
+  assert.ok((await reader.readAt(0, 1024)).every((b) => b === 2), "committed data survives");
+  await collectGarbage(env);
+  assert.ok((await reader.readAt(0, 1024)).every((b) => b === 2));
+});

@@ -262,8 +262,11 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
       const current = await b.currentINode(volume.id);
       assert.ok(current instanceof INodeRef);
       assert.ok(current.equals(new INodeRef(volume.id, 1)));
+      assert.equal(await a.inodeCounter(volume.id), 1);
       assert.equal(await b.nextINode(volume.id), 2);
       assert.equal(await a.nextINode(volume.id), 3);
+      assert.equal(await b.inodeCounter(volume.id), 3, "reading does not allocate");
+      assert.equal(await b.inodeCounter(volume.id), 3);
       assert.ok((await a.currentINode(volume.id)).equals(new INodeRef(volume.id, 1)));
     },
   );
@@ -285,6 +288,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
 
   test("INode methods of a missing volume throw VolumeNotFoundError", async (a, b) => {
     await assert.rejects(a.nextINode(7), VolumeNotFoundError);
+    await assert.rejects(b.inodeCounter(7), VolumeNotFoundError);
     await assert.rejects(b.currentINode(7), VolumeNotFoundError);
     await assert.rejects(a.lockStatus(7), VolumeNotFoundError);
     const lease = await a.grantLease(TTL_MS);

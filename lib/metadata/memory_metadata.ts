@@ -337,6 +337,13 @@ export class MemoryMetadata implements MetadataService {
   }
 
   /** @throws {VolumeNotFoundError} */
+  inodeCounter(volumeId: number): Promise<number> {
+    return this.#run(`read the INode counter of volume id ${volumeId}`, (state) => {
+      return this.#volume(state, volumeId, "read the INode counter").inodeCounter;
+    });
+  }
+
+  /** @throws {VolumeNotFoundError} */
   currentINode(volumeId: number): Promise<INodeRef> {
     return this.#run(`read the current INode of volume id ${volumeId}`, (state) => {
       const volume = this.#volume(state, volumeId, "read the current INode");

@@ -118,6 +118,8 @@ export interface MetadataService {
 
   /** Atomically increments and returns the volume's INode counter. */
   nextINode(volumeId: number): Promise<number>;
+  /** The last INode number {@linkcode MetadataService.nextINode} handed out (1 for a new volume). */
+  inodeCounter(volumeId: number): Promise<number>;
   /** The volume's current INode. */
   currentINode(volumeId: number): Promise<INodeRef>;
   /**

@@ -517,6 +517,14 @@ export class SqliteMetadata implements MetadataService {
   }
 
   /** @throws {VolumeNotFoundError} */
+  inodeCounter(volumeId: number): Promise<number> {
+    return this.#run(`read the INode counter of volume id ${volumeId}`, () => {
+      const row = this.#volumeRow(volumeId, "read the INode counter");
+      return integerOf(row, "inode_counter");
+    });
+  }
+
+  /** @throws {VolumeNotFoundError} */
   currentINode(volumeId: number): Promise<INodeRef> {
     return this.#run(`read the current INode of volume id ${volumeId}`, () => {
       const row = this.#volumeRow(volumeId, "read the current INode");
