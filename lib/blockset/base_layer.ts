@@ -7,23 +7,10 @@
  * @module
  */
 import { BLOCK_REF_SIZE_BYTES, BlockRef } from "../core/block_ref.ts";
-import { blockDigest, sectorCrcs, sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
-import { crc32 } from "../core/crc32.ts";
+import { blockDigest, sectorCrcs, zeroSectorCrcs } from "../core/sector.ts";
 import { BlockCorruptError, BlockNotFoundError } from "../errors.ts";
 import type { BlockRange, BlockRead } from "../storage/block_store.ts";
 import { type Layer, type LayerContext, LayerKind, type MarshalledLayer } from "./layer.ts";
-
-const zeroSectorCrcCache = new Map<number, Uint32Array>();
-/** Sector CRCs of an all-zero block. */
-export function zeroSectorCrcs(blockSizeBytes: number): Uint32Array {
-  let crcs = zeroSectorCrcCache.get(blockSizeBytes);
-  if (!crcs) {
-    const crc = crc32(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
-    crcs = new Uint32Array(sectorsPerBlock(blockSizeBytes)).fill(crc);
-    zeroSectorCrcCache.set(blockSizeBytes, crcs);
-  }
-  return crcs.slice();
-}
 
 /** The innermost layer. */
 export class BaseLayer implements Layer {

@@ -112,9 +112,7 @@ export async function runCommand(
       }
       if (next.startsWith("-") && !command.subcommands.some((c) => c.name === next)) {
         // Global flags may come before the command: find the first positional.
-        const index = rest.findIndex((arg) =>
-          !arg.startsWith("-") && !isFlagValue(rest, arg, global)
-        );
+        const index = firstPositional(rest, global);
         if (index < 0) throw new UsageError(`missing command: run "${path.join(" ")} --help"`);
         const name = rest[index]!;
         rest = [name, ...rest.slice(0, index), ...rest.slice(index + 1)];
@@ -167,12 +165,17 @@ export async function runCommand(
   }
 }
 
-function isFlagValue(argv: string[], arg: string, global: Record<string, FlagSpec>): boolean {
-  const previous = argv[argv.indexOf(arg) - 1];
-  if (previous === undefined || !previous.startsWith("-") || previous.includes("=")) return false;
-  const name = previous.replace(/^-+/, "");
-  const spec = global[name] ?? Object.values(global).find((s) => s.short === name);
-  return spec?.type === "string";
+/** Index of the first argument that is neither a flag nor a string flag's value, or -1. */
+function firstPositional(argv: string[], global: Record<string, FlagSpec>): number {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("-")) return i;
+    if (arg.includes("=")) continue;
+    const name = arg.replace(/^-+/, "");
+    const spec = global[name] ?? Object.values(global).find((s) => s.short === name);
+    if (spec?.type === "string") i++; // its value follows
+  }
+  return -1;
 }
 
 /** Prints an error as one line on stderr and returns its exit code. */

@@ -43,14 +43,25 @@ export function blockDigest(crcs: Uint32Array): number {
   return crc32(bytes);
 }
 
-const zeroDigests = new Map<number, number>();
+const zeroCrcsCache = new Map<number, { crcs: Uint32Array; digest: number }>();
+
+function zeroBlock(blockSizeBytes: number): { crcs: Uint32Array; digest: number } {
+  let zero = zeroCrcsCache.get(blockSizeBytes);
+  if (zero === undefined) {
+    const crc = crc32(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
+    const crcs = new Uint32Array(sectorsPerBlock(blockSizeBytes)).fill(crc);
+    zero = { crcs, digest: blockDigest(crcs) };
+    zeroCrcsCache.set(blockSizeBytes, zero);
+  }
+  return zero;
+}
+
+/** Sector CRCs of an all-zero block of `blockSizeBytes` (a fresh copy). */
+export function zeroSectorCrcs(blockSizeBytes: number): Uint32Array {
+  return zeroBlock(blockSizeBytes).crcs.slice();
+}
+
 /** The digest of an all-zero block of `blockSizeBytes` (cached). */
 export function zeroBlockDigest(blockSizeBytes: number): number {
-  let digest = zeroDigests.get(blockSizeBytes);
-  if (digest === undefined) {
-    const crc = crc32(new Uint8Array(sectorSizeBytes(blockSizeBytes)));
-    digest = blockDigest(new Uint32Array(sectorsPerBlock(blockSizeBytes)).fill(crc));
-    zeroDigests.set(blockSizeBytes, digest);
-  }
-  return digest;
+  return zeroBlock(blockSizeBytes).digest;
 }

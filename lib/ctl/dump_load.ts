@@ -71,25 +71,34 @@ export async function loadVolume(
   try {
     const file = await openBlockFile(context, name, { lease: (await node.lease()).lease });
     try {
+      // One chunk buffer, filled in place from the stream and written when full.
+      const chunk = new Uint8Array(COPY_CHUNK_BYTES);
+      let filled = 0;
       let done = 0;
-      let pending: Uint8Array = new Uint8Array(0);
+      const flushChunk = async () => {
+        if (done + filled > sizeBytes) {
+          throw new RangeError(
+            `Cannot load into volume "${name}": the input grew past ${sizeBytes} bytes`,
+          );
+        }
+        await file.writeAt(chunk.subarray(0, filled), done);
+        done += filled;
+        filled = 0;
+        onProgress(done, sourceBytes);
+      };
       for (;;) {
         const { value, done: ended } = await source.read();
-        if (value) pending = concat(pending, value);
-        while (pending.length >= COPY_CHUNK_BYTES || (ended && pending.length > 0)) {
-          const chunk = pending.subarray(0, Math.min(COPY_CHUNK_BYTES, pending.length));
-          if (done + chunk.length > sizeBytes) {
-            throw new RangeError(
-              `Cannot load into volume "${name}": the input grew past ${sizeBytes} bytes`,
-            );
-          }
-          await file.writeAt(chunk, done);
-          done += chunk.length;
-          pending = pending.subarray(chunk.length);
-          onProgress(done, sourceBytes);
+        let offset = 0;
+        while (value && offset < value.length) {
+          const length = Math.min(value.length - offset, chunk.length - filled);
+          chunk.set(value.subarray(offset, offset + length), filled);
+          filled += length;
+          offset += length;
+          if (filled === chunk.length) await flushChunk();
         }
         if (ended) break;
       }
+      if (filled > 0) await flushChunk();
       await file.sync();
       return done;
     } finally {
@@ -99,12 +108,4 @@ export async function loadVolume(
     await node.metadata.deleteVolume(name).catch(() => {});
     throw error;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const result = new Uint8Array(a.length + b.length);
-  result.set(a);
-  result.set(b, a.length);
-  return result;
 }

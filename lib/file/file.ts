@@ -54,17 +54,9 @@ export interface FileOptions {
 /** Where {@linkcode File.seek} counts from. */
 export type Whence = "start" | "current" | "end";
 
-/** Counters of one file, for metrics. */
-export interface FileStats {
-  readBytes: number;
-  writtenBytes: number;
-  syncs: number;
-}
-
 /** An open volume. */
 export class File {
   readonly volume: VolumeInfo;
-  readonly stats: FileStats = { readBytes: 0, writtenBytes: 0, syncs: 0 };
   #blockset: Blockset;
   #inodes: INodeStore;
   #store: BlockStore;
@@ -142,7 +134,6 @@ export class File {
         ),
       );
     });
-    this.stats.readBytes += lengthBytes;
     return result;
   }
 
@@ -166,7 +157,6 @@ export class File {
       await this.#reclaim();
       await this.#writeOnce(data, offsetBytes);
     }
-    this.stats.writtenBytes += data.length;
   }
 
   /**
@@ -294,7 +284,6 @@ export class File {
       this.#head = session;
       this.#session = null;
       this.#blockset.endSession();
-      this.stats.syncs++;
     });
   }
 

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { requireTool, toolPath, type ToolResult } from "../nbd/_tools.ts";
+import { requireTool, runTool, type ToolResult } from "../nbd/_tools.ts";
 import { TextLineStream } from "./_lines.ts";
 import { ROOT, run } from "./_cli.ts";
 
@@ -179,9 +179,6 @@ const SYSTEM_PACKAGES: Record<string, string> = {
   sync: "coreutils",
 };
 
-/** Directories searched after PATH: root's tools may live in sbin. */
-const SBIN = ["/usr/sbin", "/sbin"];
-
 /**
  * The path of a client or system tool, or throws naming the packages to
  * install. Never skips: a missing tool is a failed test.
@@ -190,14 +187,6 @@ export async function requireClient(name: string): Promise<string> {
   try {
     return await requireTool(name);
   } catch (error) {
-    for (const dir of SBIN) {
-      try {
-        const info = await Deno.stat(`${dir}/${name}`);
-        if (info.isFile) return `${dir}/${name}`;
-      } catch {
-        // Not here.
-      }
-    }
     const system = SYSTEM_PACKAGES[name];
     const hint = system === undefined ? NBD_CLIENTS_HINT : `apt-get install -y ${system}`;
     throw new Error(`${name} is not installed; install it with: ${hint}`, { cause: error });
@@ -219,38 +208,8 @@ export async function runClient(
   args: string[],
   options: RunOptions = {},
 ): Promise<ToolResult> {
-  const path = await requireClient(name);
-  const child = new Deno.Command(path, {
-    args,
-    cwd: options.cwd,
-    env: { PATH: `${toolPath()}:${SBIN.join(":")}`, LC_ALL: "C" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timeoutMs = options.timeoutMs ?? 60_000;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-  }, timeoutMs);
-  try {
-    const output = await child.output();
-    const decoder = new TextDecoder();
-    const result = {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-    };
-    if (timedOut) throw new Error(`${name} ${args.join(" ")} timed out after ${timeoutMs} ms`);
-    return result;
-  } finally {
-    clearTimeout(timer);
-  }
+  await requireClient(name);
+  return await runTool(name, args, { timeoutMs: options.timeoutMs ?? 60_000, cwd: options.cwd });
 }
 
 /** Runs a client or system tool and throws with its output unless it exits 0. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randomFile, runToolOk } from "../nbd/_tools.ts";
 import { run } from "./_cli.ts";
-import { startTorusd } from "./_torusd.ts";
+import { startTorusd, stopTorusd, stopTorusdCleanly } from "./_torusd.ts";
 
 Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH loses nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "torusd-nbd-" });
@@ -52,14 +52,9 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       const after = join(dir, "after.bin");
       await runToolOk("nbdcopy", [`nbd://127.0.0.1:${daemon.port}/vol1`, after]);
       assert.deepEqual((await Deno.readFile(after)).subarray(0, expected.length), expected);
+      await stopTorusdCleanly(daemon); // SIGTERM: requests finish, data synced, exit 0
     } finally {
-      try {
-        daemon.child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      const status = await daemon.child.status;
-      assert.ok(status.success || status.signal !== null, daemon.log.join("\n"));
+      await stopTorusd(daemon); // no-op when already stopped
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -16,10 +16,11 @@ export const TOOL_TIMEOUT_MS = 120_000;
 
 /**
  * PATH for the clients: `/usr/bin` first, because a pyenv python earlier on
- * PATH lacks the `nbd` module that `nbdsh` needs.
+ * PATH lacks the `nbd` module that `nbdsh` needs; the sbin directories last,
+ * for system tools such as losetup and mkfs.ext4.
  */
 export function toolPath(): string {
-  return `/usr/bin:${Deno.env.get("PATH") ?? ""}`;
+  return `/usr/bin:${Deno.env.get("PATH") ?? ""}:/usr/sbin:/sbin`;
 }
 
 /**
