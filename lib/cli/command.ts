@@ -185,15 +185,14 @@ export function reportError(commandPath: string, error: unknown): number {
     console.error(`${program}: ${error.message}`);
     return ExitCode.usage;
   }
+  // Bad values (sizes, names, addresses) are usage errors; the rest are operating errors.
+  const badValue = error instanceof SyntaxError || error instanceof RangeError;
   if (
-    error instanceof TorusError || error instanceof RangeError || error instanceof SyntaxError ||
-    error instanceof TypeError || error instanceof Deno.errors.PermissionDenied ||
-    error instanceof Deno.errors.NotFound
+    badValue || error instanceof TorusError || error instanceof TypeError ||
+    error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound
   ) {
     console.error(`${program}: ${firstLine((error as Error).message)}`);
-    return error instanceof SyntaxError || error instanceof RangeError
-      ? ExitCode.usage
-      : ExitCode.failure;
+    return badValue ? ExitCode.usage : ExitCode.failure;
   }
   console.error(`${program}: ${firstLine(String((error as Error)?.message ?? error))}`);
   if (Deno.env.get("TORUS_DEBUG")) console.error(error);
