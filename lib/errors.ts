@@ -58,3 +58,12 @@ export class ConflictError extends TorusError {}
 
 /** A write or open of a read-only file or export. */
 export class ReadOnlyError extends TorusError {}
+
+/** No peer can hold or serve a block: the ring is empty, or every candidate failed. */
+export class NoPeersError extends TorusError {}
+
+/** A peer did not answer in time, refused the connection, or broke the protocol. */
+export class PeerUnavailableError extends TorusError {}
+
+/** A named peer is not a member of the ring (or not alive). */
+export class PeerNotFoundError extends TorusError {}
