@@ -48,7 +48,7 @@ export class BaseLayer implements Layer {
     return ref;
   }
 
-  async read(index: number, range: BlockRange): Promise<BlockRead> {
+  async read(index: number, range: BlockRange, expectDigest?: number): Promise<BlockRead> {
     const ref = this.refAt(index);
     if (ref.isZero()) {
       return {
@@ -56,7 +56,7 @@ export class BaseLayer implements Layer {
         sectorCrcs: zeroSectorCrcs(this.#context.blockSizeBytes),
       };
     }
-    return await this.#context.store.readBlock(ref, range);
+    return await this.#context.store.readBlock(ref, range, expectDigest);
   }
 
   async write(index: number, data: Uint8Array): Promise<Uint32Array> {

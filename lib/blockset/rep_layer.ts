@@ -97,7 +97,7 @@ export class RepLayer implements Layer {
       const ref = copy[index];
       if (ref === undefined || ref.isZero()) continue;
       try {
-        const result = await this.#context.store.readBlock(ref, range);
+        const result = await this.#context.store.readBlock(ref, range, expectDigest);
         if (expectDigest === undefined || blockDigest(result.sectorCrcs) === expectDigest) {
           return result;
         }

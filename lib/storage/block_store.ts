@@ -54,8 +54,14 @@ export interface BlockStore {
    * @throws {BlockNotFoundError} when the block is not stored.
    * @throws {BlockCorruptError} when a touched sector fails its checksum.
    * @throws {RangeError} when `range` is outside the block.
+   *
+   * `expectDigest`, when given, is the digest (`core/sector.ts`) the caller
+   * will check the returned sector CRCs against. A store holding several
+   * copies (the distributor) uses it to skip stale or corrupt replicas and
+   * return a matching one; a local store may ignore it, since the caller
+   * checks anyway.
    */
-  readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead>;
+  readBlock(ref: BlockRef, range?: BlockRange, expectDigest?: number): Promise<BlockRead>;
   /**
    * Stores a whole block, replacing any block with the same ref.
    *
