@@ -100,7 +100,7 @@ export class VolumeExports implements NbdExportProvider {
       sizeBytes: file.sizeBytes,
       readOnly: file.readOnly,
       multiConn: true,
-      read: (offsetBytes, lengthBytes) => file.readAt(offsetBytes, lengthBytes),
+      read: (offsetBytes, lengthBytes, into) => file.readAt(offsetBytes, lengthBytes, into),
       async write(offsetBytes, data, options) {
         await file.writeAt(data, offsetBytes);
         if (options.fua) await file.sync();

@@ -48,15 +48,20 @@ export class BaseLayer implements Layer {
     return ref;
   }
 
-  async read(index: number, range: BlockRange, expectDigest?: number): Promise<BlockRead> {
+  async read(
+    index: number,
+    range: BlockRange,
+    expectDigest?: number,
+    into?: Uint8Array,
+  ): Promise<BlockRead> {
     const ref = this.refAt(index);
     if (ref.isZero()) {
       return {
-        data: new Uint8Array(range.lengthBytes),
+        data: into?.fill(0) ?? new Uint8Array(range.lengthBytes),
         sectorCrcs: zeroSectorCrcs(this.#context.blockSizeBytes),
       };
     }
-    return await this.#context.store.readBlock(ref, range, expectDigest);
+    return await this.#context.store.readBlock(ref, range, expectDigest, into);
   }
 
   async write(index: number, data: Uint8Array): Promise<Uint32Array> {
@@ -66,8 +71,11 @@ export class BaseLayer implements Layer {
     const ref = current !== undefined && this.#context.refs.ownsRef(current)
       ? current
       : this.#context.refs.next();
-    const block = new Uint8Array(this.#context.blockSizeBytes);
-    block.set(data);
+    let block = data;
+    if (data.length !== this.#context.blockSizeBytes) {
+      block = new Uint8Array(this.#context.blockSizeBytes);
+      block.set(data);
+    }
     await this.#context.store.writeBlock(ref, block);
     this.#refs[index] = ref;
     return sectorCrcs(block, this.#context.blockSizeBytes);

@@ -124,9 +124,15 @@ export class Blockset {
     return this.#context.refs.session;
   }
 
-  /** Reads `range` of block `index`. */
-  async read(index: number, range: BlockRange): Promise<Uint8Array> {
-    return (await this.#top.read(index, range)).data;
+  /**
+   * Reads `range` of block `index`. With `into` (the range's length), the
+   * bytes land in it, and it is returned.
+   */
+  async read(index: number, range: BlockRange, into?: Uint8Array): Promise<Uint8Array> {
+    const { data } = await this.#top.read(index, range, undefined, into);
+    if (into === undefined || data === into) return data;
+    into.set(data);
+    return into;
   }
 
   /** Writes a whole block. */

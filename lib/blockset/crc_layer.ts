@@ -56,12 +56,17 @@ export class CrcLayer implements Layer {
     return this.#digests.length;
   }
 
-  async read(index: number, range: BlockRange): Promise<BlockRead> {
+  async read(
+    index: number,
+    range: BlockRange,
+    _expectDigest?: number,
+    into?: Uint8Array,
+  ): Promise<BlockRead> {
     const expected = this.#digests[index];
     if (expected === undefined) {
       throw new BlockNotFoundError(`Cannot read block ${index}: the file has ${this.length()}`);
     }
-    const result = await this.#sub.read(index, range, expected);
+    const result = await this.#sub.read(index, range, expected, into);
     if (blockDigest(result.sectorCrcs) !== expected) {
       crcFailures.count++;
       throw new BlockCorruptError(

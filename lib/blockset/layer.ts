@@ -88,9 +88,17 @@ export interface Layer {
    * When `expectDigest` is given, a layer with alternatives (replicas) returns
    * only a candidate whose sector CRCs have that digest.
    *
+   * `into` (the range's length) is passed down to the store, which may fill
+   * it and return it as `data`.
+   *
    * @throws {BlockNotFoundError} when `index >= length()`.
    */
-  read(index: number, range: BlockRange, expectDigest?: number): Promise<BlockRead>;
+  read(
+    index: number,
+    range: BlockRange,
+    expectDigest?: number,
+    into?: Uint8Array,
+  ): Promise<BlockRead>;
   /** Writes a whole block at `index` (`index === length()` appends); returns its sector CRCs. */
   write(index: number, data: Uint8Array): Promise<Uint32Array>;
   /**

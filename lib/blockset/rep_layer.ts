@@ -81,10 +81,15 @@ export class RepLayer implements Layer {
     return this.#sub.length();
   }
 
-  async read(index: number, range: BlockRange, expectDigest?: number): Promise<BlockRead> {
+  async read(
+    index: number,
+    range: BlockRange,
+    expectDigest?: number,
+    into?: Uint8Array,
+  ): Promise<BlockRead> {
     let lastError: unknown;
     try {
-      const result = await this.#sub.read(index, range, expectDigest);
+      const result = await this.#sub.read(index, range, expectDigest, into);
       if (expectDigest === undefined || blockDigest(result.sectorCrcs) === expectDigest) {
         return result;
       }
@@ -97,7 +102,7 @@ export class RepLayer implements Layer {
       const ref = copy[index];
       if (ref === undefined || ref.isZero()) continue;
       try {
-        const result = await this.#context.store.readBlock(ref, range, expectDigest);
+        const result = await this.#context.store.readBlock(ref, range, expectDigest, into);
         if (expectDigest === undefined || blockDigest(result.sectorCrcs) === expectDigest) {
           return result;
         }

@@ -35,8 +35,12 @@ export function sectorCrcs(block: Uint8Array, blockSizeBytes: number): Uint32Arr
   return crcs;
 }
 
+/** True when typed arrays are little-endian, as on x86-64 and aarch64. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** The digest of a block: CRC-32 over its sector CRCs as u32 LE. */
 export function blockDigest(crcs: Uint32Array): number {
+  if (LITTLE_ENDIAN) return crc32(new Uint8Array(crcs.buffer, crcs.byteOffset, crcs.byteLength));
   const bytes = new Uint8Array(crcs.length * 4);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < crcs.length; i++) view.setUint32(i * 4, crcs[i]!, true);

@@ -113,23 +113,27 @@ export class File {
   }
 
   /**
-   * Reads `lengthBytes` at `offsetBytes`.
+   * Reads `lengthBytes` at `offsetBytes`, into `into` when given (it must
+   * have exactly `lengthBytes`; it is returned).
    *
    * @throws {RangeError} when the range is not inside the file.
    * @throws {BlockCorruptError} when a block fails its checksum.
    */
-  async readAt(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  async readAt(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#checkRange("read", offsetBytes, lengthBytes);
-    const result = new Uint8Array(lengthBytes);
+    if (into !== undefined && into.length !== lengthBytes) {
+      throw new RangeError(`Cannot read ${lengthBytes} bytes into a buffer of ${into.length}`);
+    }
+    const result = into ?? new Uint8Array(lengthBytes);
     await this.#io.with(false, async () => {
       await Promise.all(
         this.#pieces(offsetBytes, lengthBytes).map((piece) =>
           this.#blocks.with(piece.index, false, async () => {
-            const data = await this.#blockset.read(piece.index, {
-              offsetBytes: piece.offsetBytes,
-              lengthBytes: piece.lengthBytes,
-            });
-            result.set(data, piece.targetOffset);
+            await this.#blockset.read(
+              piece.index,
+              { offsetBytes: piece.offsetBytes, lengthBytes: piece.lengthBytes },
+              result.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes),
+            );
           })
         ),
       );

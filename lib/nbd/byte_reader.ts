@@ -102,6 +102,40 @@ export class ByteReader {
   }
 
   /**
+   * Fills `target` with exactly `target.length` bytes; false when the stream
+   * ended cleanly before the first byte.
+   *
+   * @throws {Deno.errors.UnexpectedEof} when the stream ends mid-message.
+   */
+  async readInto(target: Uint8Array): Promise<boolean> {
+    const length = target.length;
+    let filled = Math.min(length, this.#end - this.#start);
+    target.set(this.#buffer.subarray(this.#start, this.#start + filled));
+    this.#start += filled;
+    while (filled < length) {
+      if (length - filled < BYTE_READER_DIRECT_BYTES) {
+        // A short tail: refill the buffer rather than read a few bytes at a time.
+        if (!(await this.#fill(Math.min(length - filled, 1)))) {
+          if (filled === 0) return false;
+          throw new Deno.errors.UnexpectedEof(`stream ended ${length - filled} bytes short`);
+        }
+        const take = Math.min(length - filled, this.#end - this.#start);
+        target.set(this.#buffer.subarray(this.#start, this.#start + take), filled);
+        this.#start += take;
+        filled += take;
+        continue;
+      }
+      const count = await this.#readSource(target.subarray(filled));
+      if (count === null) {
+        if (filled === 0) return false;
+        throw new Deno.errors.UnexpectedEof(`stream ended ${length - filled} bytes short`);
+      }
+      filled += count;
+    }
+    return true;
+  }
+
+  /**
    * Reads and drops exactly `length` bytes without holding them.
    *
    * @throws {Deno.errors.UnexpectedEof} when the stream ends first.

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { BufferPool } from "../core/buffer_pool.ts";
 import { AssertionError } from "../assert.ts";
 import type { Budget } from "./budget.ts";
 import { ByteReader } from "./byte_reader.ts";
@@ -25,6 +26,8 @@ export interface ConnectionContext {
   };
   /** The server-wide byte budget. */
   serverBytes: Budget;
+  /** The server's pool of payload and reply buffers. */
+  buffers?: BufferPool;
   /** True once the server is closing. */
   isShuttingDown(): boolean;
   /** Receives log entries (the connection adds its peer). */
@@ -129,6 +132,7 @@ export class NbdConnection {
         structuredReplies: result.structuredReplies,
         limits: this.#context.limits,
         serverBytes: this.#context.serverBytes,
+        buffers: this.#context.buffers,
         isShuttingDown: this.#context.isShuttingDown,
         log: this.#log,
       });

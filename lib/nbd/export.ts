@@ -65,9 +65,17 @@ export interface NbdExport {
    */
   readonly multiConn: boolean;
 
-  /** Reads `lengthBytes` bytes at `offsetBytes`; resolves to exactly that many bytes. */
-  read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array>;
-  /** Writes `data` at `offsetBytes`. The export may keep `data`; the server does not reuse it. */
+  /**
+   * Reads `lengthBytes` bytes at `offsetBytes`; resolves to exactly that many
+   * bytes. With `into` (of exactly `lengthBytes`), the export may fill it and
+   * return it (the server's pooled reply buffer); it may also return another
+   * array.
+   */
+  read(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Writes `data` at `offsetBytes`. The export must not keep `data` after the
+   * promise settles: the server reuses the buffer.
+   */
   write(offsetBytes: number, data: Uint8Array, options: NbdWriteOptions): Promise<void>;
   /** Makes every write that completed before this call durable. */
   flush(): Promise<void>;

@@ -47,8 +47,8 @@ class SparsePages {
     return this.#pages.size;
   }
 
-  read(offsetBytes: number, lengthBytes: number): Uint8Array {
-    const out = new Uint8Array(lengthBytes);
+  read(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Uint8Array {
+    const out = into?.fill(0) ?? new Uint8Array(lengthBytes);
     this.#each(offsetBytes, lengthBytes, (index, from, to, at) => {
       const page = this.#pages.get(index);
       if (page !== undefined) out.set(page.subarray(from, to), at);
@@ -124,9 +124,9 @@ class MemoryExport implements NbdExport {
   }
 
   // deno-lint-ignore require-await
-  async read(offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+  async read(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#checkOpen();
-    return this.#pages.read(offsetBytes, lengthBytes);
+    return this.#pages.read(offsetBytes, lengthBytes, into);
   }
 
   // deno-lint-ignore require-await

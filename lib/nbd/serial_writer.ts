@@ -51,6 +51,11 @@ export class SerialWriter {
   #running = false;
   #error: unknown = null;
   #idle: (() => void)[] = [];
+  /**
+   * Where the first run of small parts of a batch is joined: reused, since a
+   * batch is written completely before the next one is taken.
+   */
+  #scratch: Uint8Array | null = null;
 
   /** Creates a writer to `sink`. */
   constructor(sink: ByteSink) {
@@ -111,10 +116,18 @@ export class SerialWriter {
     const bytes: Uint8Array[] = [];
     let run: Uint8Array[] = [];
     let runBytes = 0;
+    let scratchFree = true;
     const flushRun = () => {
       if (run.length === 1) bytes.push(run[0]!);
       else if (run.length > 1) {
-        const joined = new Uint8Array(runBytes);
+        let joined: Uint8Array;
+        if (scratchFree) {
+          this.#scratch ??= new Uint8Array(SERIAL_WRITER_COALESCE_BYTES);
+          joined = this.#scratch.subarray(0, runBytes);
+          scratchFree = false;
+        } else {
+          joined = new Uint8Array(runBytes);
+        }
         let at = 0;
         for (const part of run) {
           joined.set(part, at);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { BufferPool } from "../core/buffer_pool.ts";
 import { assert } from "../assert.ts";
 import { Budget } from "./budget.ts";
 import { NbdConnection } from "./connection.ts";
@@ -19,7 +20,9 @@ export const NBD_REQUESTS_IN_FLIGHT_MAX = 128;
  */
 export const NBD_CONNECTION_BUFFERED_BYTES_MAX = 2 * NBD_MAX_REQUEST_BYTES;
 /** Default most bytes of payloads and read results all connections hold together. */
-export const NBD_SERVER_BUFFERED_BYTES_MAX = 512 * 1024 * 1024;
+export const NBD_SERVER_BUFFERED_BYTES_MAX = 256 * 1024 * 1024;
+/** Idle payload and reply buffers the server keeps for reuse, in bytes. */
+export const NBD_BUFFER_POOL_RETAIN_BYTES = 64 * 1024 * 1024;
 /** Default most connections at once; more are closed as they arrive. */
 export const NBD_CONNECTIONS_MAX = 256;
 /** Default milliseconds a client has to finish the handshake. */
@@ -90,6 +93,7 @@ export class NbdServer {
   #log: NbdLogger;
   #limits: NbdServerLimits;
   #serverBytes: Budget;
+  #buffers = new BufferPool(NBD_BUFFER_POOL_RETAIN_BYTES);
   #connections = new Set<NbdConnection>();
   #closing = false;
   #closed: Promise<void> | null = null;
@@ -226,6 +230,7 @@ export class NbdServer {
         provider: this.#provider,
         limits: this.#limits,
         serverBytes: this.#serverBytes,
+        buffers: this.#buffers,
         isShuttingDown: () => this.#closing,
         log: this.#log,
       });

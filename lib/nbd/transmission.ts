@@ -39,6 +39,7 @@ import {
   type RequestRejection,
 } from "./protocol.ts";
 import type { SerialWriter } from "./serial_writer.ts";
+import type { BufferPool } from "../core/buffer_pool.ts";
 
 /** Limits of one connection. */
 export interface TransmissionLimits {
@@ -66,6 +67,11 @@ export interface TransmissionContext {
   isShuttingDown(): boolean;
   /** Receives log entries. */
   log: NbdLogger;
+  /**
+   * Buffers for write payloads and read replies, shared by the server's
+   * connections; without it every request allocates its own.
+   */
+  buffers?: BufferPool;
 }
 
 /** Why the request loop ended. */
@@ -192,16 +198,17 @@ export class Transmission {
         }
         let payload: Uint8Array | null = null;
         if (request.type === NBD_CMD_WRITE) {
+          payload = this.#take(request.lengthBytes);
+          let complete = false;
           try {
-            payload = await reader.readCopy(request.lengthBytes);
-          } catch (error) {
-            this.#releaseBytes(costBytes);
-            throw error;
+            complete = await reader.readInto(payload);
+          } finally {
+            if (!complete) {
+              this.#give(payload);
+              this.#releaseBytes(costBytes);
+            }
           }
-          if (payload === null) {
-            this.#releaseBytes(costBytes);
-            throw new Deno.errors.UnexpectedEof("write payload missing");
-          }
+          if (!complete) throw new Deno.errors.UnexpectedEof("write payload missing");
         }
         this.#dispatch(request, payload, costBytes, null);
         slotHeld = false;
@@ -219,6 +226,7 @@ export class Transmission {
     rejection: RequestRejection | null,
   ): void {
     const promise = this.#serve(request, payload, rejection).finally(() => {
+      if (payload !== null) this.#give(payload);
       this.#releaseBytes(costBytes);
       this.#slots.release(1);
       this.#inFlight.delete(promise);
@@ -242,12 +250,14 @@ export class Transmission {
   ): Promise<void> {
     const { writer, log } = this.#context;
     let parts: Uint8Array[];
+    /** A pooled reply buffer, given back once the reply is written. */
+    const held: Uint8Array[] = [];
     if (rejection !== null) {
       parts = this.#errorReply(request, rejection.errno, rejection.message);
       log({ level: "debug", message: `${errnoName(rejection.errno)}: ${rejection.message}` });
     } else {
       try {
-        parts = await this.#perform(request, payload);
+        parts = await this.#perform(request, payload, held);
       } catch (error) {
         const errno = errnoForError(error); // rethrows AssertionError
         const message = `${
@@ -257,22 +267,38 @@ export class Transmission {
         parts = this.#errorReply(request, errno, message);
       }
     }
-    if (writer.broken) return;
     try {
+      if (writer.broken) return;
       await writer.write(parts);
     } catch (error) {
       if (error instanceof AssertionError) throw error;
       // The client went away; nothing more to tell it.
+    } finally {
+      for (const bytes of held) this.#give(bytes);
     }
   }
 
-  async #perform(request: NbdRequest, payload: Uint8Array | null): Promise<Uint8Array[]> {
+  #take(lengthBytes: number): Uint8Array {
+    return this.#context.buffers?.take(lengthBytes) ?? new Uint8Array(lengthBytes);
+  }
+
+  #give(bytes: Uint8Array): void {
+    this.#context.buffers?.give(bytes);
+  }
+
+  async #perform(
+    request: NbdRequest,
+    payload: Uint8Array | null,
+    held: Uint8Array[],
+  ): Promise<Uint8Array[]> {
     const exp = this.#context.export;
     const { handle, offsetBytes, lengthBytes, flags } = request;
     const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
     switch (request.type) {
       case NBD_CMD_READ: {
-        const data = await exp.read(offsetBytes, lengthBytes);
+        const into = this.#take(lengthBytes);
+        held.push(into);
+        const data = await exp.read(offsetBytes, lengthBytes, into);
         if (data.length !== lengthBytes) {
           throw new Error(`export returned ${data.length} bytes for a read of ${lengthBytes}`);
         }

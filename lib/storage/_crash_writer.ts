@@ -23,6 +23,8 @@ export const CRASH_DELETE_EVERY = 7;
 export const CRASH_PATCH_EVERY = 4;
 /** Unflushed blocks with `n % CRASH_CHURN_PATCH_EVERY === 0` are patched. */
 export const CRASH_CHURN_PATCH_EVERY = 3;
+/** The churn flushes every this many blocks, so the kill lands between or inside flushes. */
+const CRASH_CHURN_FLUSH_EVERY = 16;
 /** Bytes of a patch written with `writeBlockRange`. */
 const PATCH_LENGTH_BYTES = 5000;
 /** The writer gives up on its own after this long, should its parent never kill it. */
@@ -77,8 +79,8 @@ async function main(args: string[]): Promise<void> {
   await store.flush();
   console.log(`FLUSHED ${flushed}`);
 
-  // Unflushed churn until killed: new blocks, patches, and deletes of the
-  // oldest unflushed block when full, so that slots are reused.
+  // Churn until killed: new blocks, patches, deletes of the oldest churned
+  // block when full (so that slots are reused), and a flush now and then.
   const live: number[] = [];
   const deadline = Date.now() + CHURN_LIMIT_MS;
   for (let n = flushed; Date.now() < deadline; n++) {
@@ -88,6 +90,7 @@ async function main(args: string[]): Promise<void> {
     if (n % CRASH_CHURN_PATCH_EVERY === 0) {
       await store.writeBlockRange(crashRef(n), ...crashPatch(n, blockSizeBytes));
     }
+    if (n % CRASH_CHURN_FLUSH_EVERY === 0) await store.flush();
   }
   await store.close();
 }

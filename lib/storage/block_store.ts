@@ -60,8 +60,17 @@ export interface BlockStore {
    * copies (the distributor) uses it to skip stale or corrupt replicas and
    * return a matching one; a local store may ignore it, since the caller
    * checks anyway.
+   *
+   * `into`, when given, has exactly the range's length: a store may read the
+   * bytes straight into it and return it as `data` (saving an allocation and
+   * a copy on the hot path); callers copy when `data !== into`.
    */
-  readBlock(ref: BlockRef, range?: BlockRange, expectDigest?: number): Promise<BlockRead>;
+  readBlock(
+    ref: BlockRef,
+    range?: BlockRange,
+    expectDigest?: number,
+    into?: Uint8Array,
+  ): Promise<BlockRead>;
   /**
    * Stores a whole block, replacing any block with the same ref.
    *

@@ -94,6 +94,7 @@ async function patchFile(
 testBlockStore("FileBlockStore", (options) => openTemp(options.blockSizeBytes, options.numBlocks), {
   corrupt: async (store, target, offsetBytes) => {
     const { directory, blockSizeBytes } = store as FileBlockStore;
+    await store.flush(); // records reach the index file at flush
     const slot = await slotOf(directory, blockSizeBytes, target);
     await patchFile(
       `${directory}/${DATA_FILE_NAME}`,
