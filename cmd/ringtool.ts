@@ -6,13 +6,13 @@
  */
 import { type Command, type FlagSpec, print, runCommand } from "../lib/cli/command.ts";
 import { renderTable } from "../lib/cli/table.ts";
-import { parseRingType } from "../lib/ring/ring_codec.ts";
 import {
   describeRingSim,
+  parseRingType,
   type RingBalance,
   type RingSimOptions,
   simulateRingChange,
-} from "../lib/ring/ring_sim.ts";
+} from "../lib/ring/mod.ts";
 import { formatSize, parseSize } from "../lib/size.ts";
 
 const FLAGS: Record<string, FlagSpec> = {

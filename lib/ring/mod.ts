@@ -56,3 +56,13 @@ export {
   unmarshalRing,
 } from "./ring_codec.ts";
 export { RING_VERSION_MAX, type RingOptions, unionPeers, unionUuids } from "./peer_list.ts";
+export {
+  describeRingSim,
+  RING_SIM_BLOCKS_MAX,
+  RING_SIM_NODES_MAX,
+  RING_SIM_PEER_TOTAL_BLOCKS,
+  type RingBalance,
+  type RingSimOptions,
+  type RingSimResult,
+  simulateRingChange,
+} from "./ring_sim.ts";

@@ -35,8 +35,9 @@ export const RING_SIM_REWRITES_MAX = 30;
 /** Most nodes in a simulation, before or after the change. */
 export const RING_SIM_NODES_MAX = 1000;
 /**
- * Most blocks in a simulation: 2^24 (4 TiB of 256 KiB blocks) takes about a
- * minute; memory does not grow with it (blocks are placed as generated).
+ * Most blocks in a simulation: 2^24 (4 TiB of 256 KiB blocks) takes about
+ * 40 s with a 5-node ketama ring; memory does not grow with it (blocks are
+ * placed as they are generated).
  */
 export const RING_SIM_BLOCKS_MAX = 2 ** 24;
 /** The volume every simulated block belongs to. */
@@ -56,7 +57,11 @@ export interface RingSimOptions {
   blockSizeBytes: number;
   /** Data simulated, in bytes: `totalDataBytes / blockSizeBytes` blocks. */
   totalDataBytes: number;
-  /** Share of files that are rewritten rather than linear, in percent (0 to 100). */
+  /**
+   * Share of files that are rewritten rather than linear, in percent (0 to
+   * 100). The original compared a normal deviate with this value / 100, so
+   * its default of 40 rewrote about 66% of the files; here it is the share.
+   */
   rewriteEdgePercent: number;
   /** Seed of the data set and the node uuids. */
   seed: number;

@@ -37,7 +37,9 @@ export const UNION_NEW_ATTR = "new";
  */
 export class UnionRing implements Ring {
   readonly type = RingType.union;
+  /** The ring data is moving from: first in every permutation. */
   readonly oldRing: Ring;
+  /** The ring data is moving to: gives the version and the replication. */
   readonly newRing: Ring;
 
   constructor(oldRing: Ring, newRing: Ring) {
