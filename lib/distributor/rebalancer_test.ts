@@ -200,3 +200,33 @@ Deno.test("Rebalancer: blocks the garbage collector proved dead are deleted, not
     [notMine[2]!.key(), notMine[3]!.key()].sort(),
   );
 });
+
+Deno.test("Rebalancer: a copy leaves only once the owner flushed it", async () => {
+  let flushFails = true;
+  class FlakyFlushStore extends MemoryBlockStore {
+    override async flush(): Promise<void> {
+      if (flushFails) throw new Error("disk error");
+    }
+  }
+  const cluster = await TestCluster.create({
+    nodes: 2,
+    replication: 1,
+    blockSizeBytes: BLOCK,
+    store: (uuid, options) =>
+      uuid === "n1" ? new FlakyFlushStore(options) : new MemoryBlockStore(options),
+  });
+  const node = cluster.node("n0");
+  const theirs = Array.from({ length: 50 }, (_, i) => ref(i)).find((r) =>
+    cluster.owners(r)[0] === "n1"
+  )!;
+  await node.store.writeBlock(theirs, new Uint8Array([1]));
+  const r = rebalancer(cluster, node.distributor);
+  const first = await r.runCycle();
+  assert.equal(first.sentBlocks, 1);
+  assert.equal(first.keptBlocks, 1);
+  assert.equal(await node.store.hasBlock(theirs), true);
+  flushFails = false;
+  const second = await r.runCycle();
+  assert.equal(second.deletedBlocks, 1);
+  assert.equal(await node.store.hasBlock(theirs), false);
+});
