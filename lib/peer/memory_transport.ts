@@ -10,7 +10,9 @@
  *   the request, as over a real network).
  * - {@linkcode MemoryTransport.setLatency}: every call to an address waits
  *   that long on the injected clock before it reaches the store (`Infinity`:
- *   a hung node, whose calls end only by their timeout or by `close()`).
+ *   a hung node, whose calls end only by their timeout or by `close()`). A
+ *   call that timed out is still delivered when its latency has passed, as a
+ *   request already on the wire would be.
  * - {@linkcode MemoryTransport.drop}: the node is gone (killed); calls fail
  *   until something listens at the address again.
  *
@@ -176,22 +178,31 @@ export class MemoryTransport implements Transport {
     operation: (store: BlockStore) => Promise<T>,
   ): Promise<T> {
     const deadline = new Deadline(this.#clock, address, options?.timeoutMs, signal);
-    try {
-      const latencyMs = this.#latencyMs.get(address) ?? this.#defaultLatencyMs;
-      if (latencyMs > 0) await deadline.race(this.#delay(latencyMs));
+    const latencyMs = this.#latencyMs.get(address) ?? this.#defaultLatencyMs;
+    // A request on the wire travels on its own: a caller that stops waiting
+    // (timeout) does not stop it; a closed client's unsent requests are dropped.
+    const delivery = (async () => {
+      if (latencyMs > 0) await this.#delay(latencyMs);
+      if (signal.aborted) {
+        throw new PeerUnavailableError(`Cannot reach ${address}: the client was closed`);
+      }
       const served = this.#reach(address);
       const running = operation(served.store);
       served.inFlight.add(running);
       running.then(() => served.inFlight.delete(running), () => served.inFlight.delete(running));
       let result: T;
       try {
-        result = await deadline.race(running);
+        result = await running;
       } catch (error) {
         throw asWireError(address, error);
       }
       // The reply crosses the network too: lost if the node went away meanwhile.
       this.#reach(address, served);
       return result;
+    })();
+    delivery.catch(() => {});
+    try {
+      return await deadline.race(delivery);
     } finally {
       deadline.clear();
     }

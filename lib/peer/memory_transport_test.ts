@@ -196,3 +196,16 @@ Deno.test("MemoryTransport: addresses are mem://names; :0 picks a free one; one 
   await assert.rejects(transport.listen(first.address, store), Deno.errors.AddrInUse);
   await transport.dial(second.address).flush();
 });
+
+Deno.test("MemoryTransport: a call that timed out is still delivered, as a request on the wire", async () => {
+  const { clock, transport, store } = setup({ latencyMs: 10 });
+  await transport.listen("mem://a", store);
+  const client = transport.dial("mem://a");
+  const writing = client.writeBlock(ref(1), new Uint8Array([1]), { timeoutMs: 5 });
+  clock.advance(5);
+  await assert.rejects(writing, PeerUnavailableError);
+  assert.equal(store.usedBlocks(), 0);
+  clock.advance(5);
+  await settle();
+  assert.equal(store.usedBlocks(), 1, "the request landed after the caller gave up");
+});
