@@ -120,6 +120,21 @@ for (const readLevel of READ_LEVELS) {
   });
 }
 
+/** How a simulated node fails. */
+type Failure = "partition" | "hang" | "kill";
+const FAILURES: Failure[] = ["partition", "hang", "kill"];
+
+function fail(cluster: TestCluster, uuid: string, how: Failure): void {
+  if (how === "partition") cluster.partition(uuid);
+  else if (how === "kill") cluster.kill(uuid);
+  else cluster.transport.setLatency(cluster.node(uuid).address, Infinity);
+}
+
+function recover(cluster: TestCluster, uuid: string): void {
+  cluster.revive(uuid);
+  cluster.transport.setLatency(cluster.node(uuid).address, undefined);
+}
+
 Deno.test("Distributor: acknowledged writes survive any single node failure (seeded simulation)", async () => {
   const seed = seedFromEnv();
   const prng = new Prng(seed);
@@ -132,10 +147,10 @@ Deno.test("Distributor: acknowledged writes survive any single node failure (see
   for (let step = 0; step < 200; step++) {
     const roll = prng.nextFloat();
     if (roll < 0.15) {
-      // One node at most is unreachable at a time.
-      if (down !== undefined) cluster.heal(down);
+      // One node at most fails at a time, in one of three ways.
+      if (down !== undefined) recover(cluster, down);
       down = prng.nextInt(3) === 0 ? undefined : uuids[prng.nextInt(uuids.length)];
-      if (down !== undefined) cluster.partition(down);
+      if (down !== undefined) fail(cluster, down, FAILURES[prng.nextInt(FAILURES.length)]!);
       continue;
     }
     const writers = [
@@ -144,12 +159,15 @@ Deno.test("Distributor: acknowledged writes survive any single node failure (see
     ];
     const writer = writers[prng.nextInt(writers.length)]!;
     const existing = [...model.values()];
+    const context = `seed ${seed} step ${step}`;
     if (existing.length === 0 || roll < 0.55) {
       const r = roll < 0.45 || existing.length === 0
         ? ref(model.size, 1 + prng.nextInt(3))
         : existing[prng.nextInt(existing.length)]!.ref;
       const data = randomBlock(prng);
-      await writer.writeBlock(r, data);
+      await drive(cluster.clock, writer.writeBlock(r, data)).catch((error) => {
+        throw new Error(`${context}: ${error}`);
+      });
       model.set(r.key(), { ref: r, data });
     } else {
       const entry = existing[prng.nextInt(existing.length)]!;
@@ -157,18 +175,18 @@ Deno.test("Distributor: acknowledged writes survive any single node failure (see
       const patch = prng.fill(new Uint8Array(1 + prng.nextInt(BLOCK - offsetBytes)));
       const expected = entry.data.slice();
       expected.set(patch, offsetBytes);
-      const crcs = await writer.writeBlockRange(
-        entry.ref,
-        offsetBytes,
-        patch,
-        digestOf(entry.data),
-      );
-      assert.equal(blockDigest(crcs), digestOf(expected), `seed ${seed} step ${step}`);
+      const crcs = await drive(
+        cluster.clock,
+        writer.writeBlockRange(entry.ref, offsetBytes, patch, digestOf(entry.data)),
+      ).catch((error) => {
+        throw new Error(`${context}: ${error}`);
+      });
+      assert.equal(blockDigest(crcs), digestOf(expected), context);
       entry.data = expected;
       rangeWrites++;
     }
   }
-  if (down !== undefined) cluster.heal(down);
+  if (down !== undefined) recover(cluster, down);
   assert.ok(rangeWrites > 20);
   // Every acknowledged block has two current copies…
   for (const { ref: r, data } of model.values()) {
@@ -179,15 +197,17 @@ Deno.test("Distributor: acknowledged writes survive any single node failure (see
     }
     assert.ok(current >= 2, `seed ${seed}: ${r} has ${current} current copies`);
   }
-  // …so it reads back right whichever node fails.
+  // …so it reads back right whichever node fails, however it fails, at every read level.
   for (const failed of uuids) {
-    cluster.kill(failed);
-    const reader = cluster.client();
+    const how = FAILURES[prng.nextInt(FAILURES.length)]!;
+    fail(cluster, failed, how);
+    const readLevel = READ_LEVELS[prng.nextInt(READ_LEVELS.length)]!;
+    const reader = cluster.client({ readLevel });
     for (const { ref: r, data } of model.values()) {
-      const read = await reader.readBlock(r, undefined, digestOf(data));
-      assert.deepEqual(read.data, data, `seed ${seed}: ${r} with ${failed} down`);
+      const read = await drive(cluster.clock, reader.readBlock(r, undefined, digestOf(data)));
+      assert.deepEqual(read.data, data, `seed ${seed}: ${r} with ${failed} ${how}, ${readLevel}`);
     }
-    cluster.revive(failed);
+    recover(cluster, failed);
   }
 });
 
