@@ -435,8 +435,15 @@ export class Distributor implements BlockStore {
     range: BlockRange,
     expectDigest: number | undefined,
   ): Promise<{ read: BlockRead; remote: boolean }> {
-    const perm = this.#ring.getPeers(ref);
-    const owners = perm.peers.slice(0, perm.replication);
+    let perm: PeerPermutation | undefined;
+    let noPeers: NoPeersError | undefined;
+    try {
+      perm = this.#ring.getPeers(ref);
+    } catch (error) {
+      if (!(error instanceof NoPeersError)) throw error;
+      noPeers = error; // a local copy (write level local) is still served
+    }
+    const owners = perm?.peers.slice(0, perm.replication) ?? [];
     const attempts = new Map<string, Attempt>();
     const ask = (uuid: string, timeoutMs?: number) =>
       this.#tryRead(uuid, ref, range, expectDigest, timeoutMs, attempts);
@@ -446,6 +453,7 @@ export class Distributor implements BlockStore {
       const read = await ask(this.selfUuid);
       if (read !== undefined) return { read, remote: false };
     }
+    if (perm === undefined) throw noPeers!;
     const placement = this.#placements.get(ref.key()) ?? [];
     const remote = unique([...placement, ...perm.peers]).filter((uuid) => uuid !== this.selfUuid);
     const { readMs, readMaxMs, readBackoffMs } = this.#timeouts;

@@ -652,6 +652,8 @@ Deno.test("Distributor: an empty ring gives NoPeersError; defaults are block and
   cluster.setRing(cluster.ring.withMembers([]));
   await assert.rejects(node.writeBlock(ref(1), new Uint8Array(1)), NoPeersError);
   await assert.rejects(node.readBlock(ref(1)), NoPeersError);
-  await cluster.node("n0").store.writeBlock(ref(1), new Uint8Array(1));
-  assert.equal(await node.deleteBlock(ref(1)), true, "the local copy is still deleted");
+  await cluster.node("n0").store.writeBlock(ref(1), new Uint8Array([6]));
+  assert.equal((await node.readBlock(ref(1))).data[0], 6, "a local copy is still served");
+  assert.equal(await node.deleteBlock(ref(1)), true, "and deleted");
+  await assert.rejects(node.readBlock(ref(1)), NoPeersError);
 });
