@@ -60,14 +60,21 @@ export async function drive<T>(clock: ManualClock, promise: Promise<T>, stepMs =
 
 /** A simulated cluster. */
 export class TestCluster {
+  /** The clock of every node and of the network. */
   readonly clock = new ManualClock(1_700_000_000_000);
+  /** The network. */
   readonly transport = new MemoryTransport({ clock: this.clock });
+  /** The nodes by uuid. */
   readonly nodes = new Map<string, TestNode>();
+  /** What every distributor logged. */
   readonly logger = memoryLogger();
   /** Uuids the heartbeat would report alive. */
   readonly alive = new Set<string>();
+  /** Block size of every store. */
   readonly blockSizeBytes: number;
+  /** Capacity of every node's store, in blocks. */
   readonly numBlocks: number;
+  /** The ring installed last. */
   ring: TestRing;
   #options: TestClusterOptions;
   #distributors: Distributor[] = [];
@@ -136,6 +143,7 @@ export class TestCluster {
     for (const distributor of this.#distributors) distributor.setRing(ring);
   }
 
+  /** The node `uuid`. */
   node(uuid: string): TestNode {
     const node = this.nodes.get(uuid);
     if (node === undefined) throw new Error(`no node ${uuid}`);
@@ -147,6 +155,7 @@ export class TestCluster {
     this.transport.partition(this.node(uuid).address);
   }
 
+  /** Ends a {@linkcode TestCluster.partition}. */
   heal(uuid: string): void {
     this.transport.heal(this.node(uuid).address);
   }

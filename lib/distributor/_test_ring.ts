@@ -16,8 +16,11 @@ const TEST_PEER_BLOCKS = 1000;
 
 /** A test ring over `uuids` at `version` with `replication`. */
 export class TestRing implements Ring {
+  /** Reported as `mod`: the test ring has no type of its own. */
   readonly type = RingType.mod;
+  /** The ring's version. */
   readonly version: number;
+  /** The configured replication factor. */
   readonly replication: number;
   readonly #uuids: string[];
 
@@ -27,10 +30,12 @@ export class TestRing implements Ring {
     this.#uuids = [...uuids].sort();
   }
 
+  /** The members, sorted by uuid. */
   members(): RingPeer[] {
     return this.#uuids.map((uuid) => ({ uuid, totalBlocks: TEST_PEER_BLOCKS }));
   }
 
+  /** A permutation of the members seeded by the ref's CRC-32. */
   getPeers(ref: BlockRef): PeerPermutation {
     if (this.#uuids.length === 0) {
       throw new NoPeersError(`Cannot place ${ref}: the ring has no members`);
@@ -49,10 +54,12 @@ export class TestRing implements Ring {
     return new TestRing(this.version + 1, this.replication, uuids);
   }
 
+  /** A description like the original's. */
   describe(): string {
     return `Ring: Test\nReplication:${this.replication}\nPeers:\n\t${this.#uuids.join("\n\t")}`;
   }
 
+  /** Empty: a test ring is never stored. */
   marshal(): Uint8Array {
     return new Uint8Array();
   }

@@ -117,11 +117,17 @@ export const WRITE_LEVELS: readonly WriteLevel[] = ["all", "one", "local"];
 
 /** Timeouts of a distributor, in milliseconds (defaults: the constants above). */
 export interface DistributorTimeouts {
+  /** First-round read timeout ({@linkcode READ_TIMEOUT_MS}). */
   readMs: number;
+  /** Longest read timeout of later rounds ({@linkcode READ_TIMEOUT_MAX_MS}). */
   readMaxMs: number;
+  /** First backoff between read rounds ({@linkcode READ_BACKOFF_MS}). */
   readBackoffMs: number;
+  /** Write and range write timeout ({@linkcode WRITE_TIMEOUT_MS}). */
   writeMs: number;
+  /** Delete timeout ({@linkcode DELETE_TIMEOUT_MS}). */
   deleteMs: number;
+  /** Flush timeout ({@linkcode FLUSH_TIMEOUT_MS}). */
   flushMs: number;
 }
 
@@ -250,11 +256,15 @@ function localPeer(store: BlockStore): PeerClient {
  * ```
  */
 export class Distributor implements BlockStore {
+  /** The engine name. */
   readonly kind = "distributor";
+  /** Size of every block: the local store's, which is the cluster's. */
   readonly blockSizeBytes: number;
   /** This process's uuid. */
   readonly selfUuid: string;
+  /** How reads find a copy. */
   readonly readLevel: ReadLevel;
+  /** How many copies a write makes. */
   readonly writeLevel: WriteLevel;
   readonly #local: BlockStore;
   readonly #localPeer: PeerClient;
@@ -378,10 +388,12 @@ export class Distributor implements BlockStore {
     return client;
   }
 
+  /** Capacity of the LOCAL store, in blocks. */
   numBlocks(): number {
     return this.#local.numBlocks();
   }
 
+  /** Blocks in the LOCAL store. */
   usedBlocks(): number {
     return this.#local.usedBlocks();
   }
@@ -400,6 +412,16 @@ export class Distributor implements BlockStore {
 
   // ---------------------------------------------------------------- reads
 
+  /**
+   * Reads `ref` (or `range` of it) from the cache, the local store or a peer,
+   * skipping copies that do not match `expectDigest`.
+   *
+   * @throws {BlockNotFoundError} when no peer has it.
+   * @throws {BlockCorruptError} when every copy found is invalid.
+   * @throws {PeerUnavailableError} when no reachable peer has a valid copy and some were unreachable.
+   * @throws {NoPeersError} when no peer could be reached, or the ring is empty.
+   * @throws {RangeError} when `range` is outside the block.
+   */
   async readBlock(ref: BlockRef, range?: BlockRange, expectDigest?: number): Promise<BlockRead> {
     this.#checkOpen();
     const wanted = checkRange(this.blockSizeBytes, range);
@@ -599,6 +621,13 @@ export class Distributor implements BlockStore {
 
   // ---------------------------------------------------------------- writes
 
+  /**
+   * Writes `ref` at the write level; see the module documentation.
+   *
+   * @throws {NoPeersError} when fewer copies than required could be written.
+   * @throws {OutOfSpaceError} when that is because every peer tried is full.
+   * @throws {RangeError} when `data` is longer than a block.
+   */
   async writeBlock(ref: BlockRef, data: Uint8Array): Promise<void> {
     this.#checkOpen();
     if (data.length > this.blockSizeBytes) {
@@ -629,6 +658,15 @@ export class Distributor implements BlockStore {
     }
   }
 
+  /**
+   * Overwrites bytes of `ref` in place on the replicas that hold it, and
+   * returns its new sector CRCs; see the module documentation.
+   *
+   * @throws {BlockNotFoundError} when no peer has it.
+   * @throws {BlockCorruptError} when every copy is stale or corrupt, or the replicas disagree.
+   * @throws {NoPeersError} when fewer copies than required could be updated.
+   * @throws {RangeError} when the range is outside the block.
+   */
   async writeBlockRange(
     ref: BlockRef,
     offsetBytes: number,

@@ -296,6 +296,7 @@ function checkBytes(what: string, value: number): void {
 
 /** A client of one memory address. */
 class MemoryPeerClient implements PeerClient {
+  /** The address dialled. */
   readonly address: string;
   #send: Send;
   #closing = new AbortController();
