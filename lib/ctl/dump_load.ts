@@ -10,7 +10,7 @@
  * @module
  */
 import { openBlockFile, openSnapshot } from "../block/block_volume.ts";
-import type { LocalNode } from "../node/local_node.ts";
+import type { TorusNode } from "../node/torus_node.ts";
 import { parseSize } from "../size.ts";
 
 /** Bytes copied per step: a multiple of every block size, bounded for memory. */
@@ -21,7 +21,7 @@ export type Progress = (doneBytes: number, totalBytes: number) => void;
 
 /** Writes the whole volume to `target`; returns the bytes copied. */
 export async function dumpVolume(
-  node: LocalNode,
+  node: TorusNode,
   name: string,
   target: WritableStreamDefaultWriter<Uint8Array>,
   onProgress: Progress = () => {},
@@ -53,7 +53,7 @@ export async function dumpVolume(
  * @throws {RangeError} when SIZE is smaller than the source.
  */
 export async function loadVolume(
-  node: LocalNode,
+  node: TorusNode,
   source: ReadableStreamDefaultReader<Uint8Array>,
   sourceBytes: number,
   name: string,

@@ -1,13 +1,13 @@
 /**
  * The volume and snapshot operations behind `torusctl`, on a
- * {@linkcode LocalNode}. They return data; printing is the command's job.
+ * {@linkcode TorusNode}. They return data; printing is the command's job.
  *
  * @module
  */
 import { createBlockVolume, findSnapshot, restoreSnapshot } from "../block/block_volume.ts";
 import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
 import type { LockStatus, SnapshotInfo, VolumeInfo } from "../metadata/metadata_service.ts";
-import type { LocalNode } from "../node/local_node.ts";
+import type { TorusNode } from "../node/torus_node.ts";
 import { parseSize } from "../size.ts";
 import { formatBlockSpec, parseBlockSpec } from "../blockset/spec.ts";
 
@@ -17,7 +17,7 @@ export interface VolumeRow extends VolumeInfo {
 }
 
 /** Every volume with its lock status. */
-export async function listVolumes(node: LocalNode): Promise<VolumeRow[]> {
+export async function listVolumes(node: TorusNode): Promise<VolumeRow[]> {
   await node.globalMetadata();
   const volumes = await node.metadata.listVolumes();
   return await Promise.all(volumes.map(async (volume) => ({
@@ -32,7 +32,7 @@ export async function listVolumes(node: LocalNode): Promise<VolumeRow[]> {
  * @throws {SyntaxError} on a malformed size.
  */
 export async function createVolume(
-  node: LocalNode,
+  node: TorusNode,
   name: string,
   sizeText: string,
 ): Promise<VolumeInfo> {
@@ -43,7 +43,7 @@ export async function createVolume(
 }
 
 /** Deletes a volume; its blocks are freed by the next garbage collection. */
-export async function deleteVolume(node: LocalNode, name: string): Promise<void> {
+export async function deleteVolume(node: TorusNode, name: string): Promise<void> {
   await node.globalMetadata();
   await node.metadata.deleteVolume(name);
 }
@@ -55,7 +55,7 @@ export interface InitOptions {
 }
 
 /** Formats the data directory's metadata. */
-export async function initialize(node: LocalNode, options: InitOptions): Promise<void> {
+export async function initialize(node: TorusNode, options: InitOptions): Promise<void> {
   const blockSizeBytes = parseSize(options.blockSizeText);
   const powerOfTwo = (blockSizeBytes & (blockSizeBytes - 1)) === 0;
   if (
@@ -83,20 +83,20 @@ export function parseSnapshotName(text: string): { volume: string; snapshot: str
 }
 
 /** Saves the volume's last synced state as a snapshot. */
-export async function createSnapshot(node: LocalNode, text: string): Promise<SnapshotInfo> {
+export async function createSnapshot(node: TorusNode, text: string): Promise<SnapshotInfo> {
   const { volume, snapshot } = parseSnapshotName(text);
   const info = await node.metadata.getVolume(volume);
   return await node.metadata.saveSnapshot(info.id, snapshot);
 }
 
 /** Snapshots of a volume. */
-export async function listSnapshots(node: LocalNode, volume: string): Promise<SnapshotInfo[]> {
+export async function listSnapshots(node: TorusNode, volume: string): Promise<SnapshotInfo[]> {
   const info = await node.metadata.getVolume(volume);
   return await node.metadata.listSnapshots(info.id);
 }
 
 /** Deletes a snapshot; blocks only it pinned are freed by the next GC. */
-export async function deleteSnapshot(node: LocalNode, text: string): Promise<void> {
+export async function deleteSnapshot(node: TorusNode, text: string): Promise<void> {
   const { volume, snapshot } = parseSnapshotName(text);
   const info = await node.metadata.getVolume(volume);
   await findSnapshot(node.metadata, info, snapshot);
@@ -104,7 +104,7 @@ export async function deleteSnapshot(node: LocalNode, text: string): Promise<voi
 }
 
 /** Makes a snapshot current; refused while the volume is in use. */
-export async function restoreVolumeSnapshot(node: LocalNode, text: string): Promise<void> {
+export async function restoreVolumeSnapshot(node: TorusNode, text: string): Promise<void> {
   const { volume, snapshot } = parseSnapshotName(text);
   const keeper = await node.lease();
   await restoreSnapshot(node.metadata, volume, snapshot, keeper.lease);

@@ -29,6 +29,7 @@ import {
   readOrCreateUuid,
 } from "./data_dir.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
+import type { TorusNode } from "./torus_node.ts";
 import { join } from "node:path";
 
 /** Options of {@linkcode LocalNode.open}. */
@@ -47,8 +48,10 @@ export function initialRingBytes(): Uint8Array {
 }
 
 /** A data directory, open. */
-export class LocalNode {
+export class LocalNode implements TorusNode {
   readonly paths: DataDirPaths;
+  /** The data directory. */
+  readonly location: string;
   readonly metadata: MetadataService;
   readonly clock: Clock;
   #context: VolumeContext | null = null;
@@ -57,6 +60,7 @@ export class LocalNode {
 
   private constructor(paths: DataDirPaths, metadata: MetadataService, clock: Clock) {
     this.paths = paths;
+    this.location = paths.root;
     this.metadata = metadata;
     this.clock = clock;
   }
