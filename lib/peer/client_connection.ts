@@ -96,6 +96,8 @@ export interface ClientConnectionOptions {
 interface Sent {
   exchange: Exchange;
   sentAtMs: number;
+  /** Frames received before this one was sent. */
+  framesBefore: number;
 }
 
 /** A connection to one peer, after a successful hello. */
@@ -113,7 +115,7 @@ export class ClientConnection {
   #freeSlots: number;
   #slotWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   #error: Error | null = null;
-  #lastReceiveMs: number;
+  #framesReceived = 0;
   #lastSendMs: number;
   #keepaliveTimer: number | null = null;
 
@@ -131,7 +133,7 @@ export class ClientConnection {
     this.remoteNodeUuid = remoteNodeUuid;
     this.requestsInFlightMax = requestsInFlightMax;
     this.#freeSlots = requestsInFlightMax;
-    this.#lastReceiveMs = this.#lastSendMs = options.clock.nowMs();
+    this.#lastSendMs = options.clock.nowMs();
     void this.#readLoop();
     this.#scheduleKeepalive();
   }
@@ -270,7 +272,7 @@ export class ClientConnection {
     while (this.#pending.has(requestId)) requestId = (requestId + 1) >>> 0;
     this.#nextRequestId = (requestId + 1) >>> 0;
     const nowMs = this.#options.clock.nowMs();
-    this.#pending.set(requestId, { exchange, sentAtMs: nowMs });
+    this.#pending.set(requestId, { exchange, sentAtMs: nowMs, framesBefore: this.#framesReceived });
     this.#lastSendMs = nowMs;
     this.#writer.write([encodeFrameHeader({ ...header, requestId }), ...payload]).catch((error) =>
       this.close(
@@ -289,7 +291,7 @@ export class ClientConnection {
   gaveUp(exchange: Exchange): void {
     for (const sent of this.#pending.values()) {
       if (sent.exchange !== exchange) continue;
-      if (this.#lastReceiveMs < sent.sentAtMs) {
+      if (this.#framesReceived === sent.framesBefore) {
         this.close(
           new PeerUnavailableError(
             `${this.#options.address}: nothing received for ${
@@ -321,7 +323,7 @@ export class ClientConnection {
   }
 
   async #readLoop(): Promise<void> {
-    const { address, blockSizeBytes, clock } = this.#options;
+    const { address, blockSizeBytes } = this.#options;
     const payloadMax = replyPayloadBytesMax(blockSizeBytes);
     let failure: Error;
     try {
@@ -331,7 +333,7 @@ export class ClientConnection {
           failure = new PeerUnavailableError(`${address} closed the connection`);
           break;
         }
-        this.#lastReceiveMs = clock.nowMs();
+        this.#framesReceived++;
         const header = decodeFrameHeader(bytes);
         const sent = this.#pending.get(header.requestId);
         const name = opName(header.op);

@@ -14,6 +14,7 @@
  */
 import { assert } from "../assert.ts";
 import { BLOCK_REF_SIZE_BYTES, BlockRef } from "../core/block_ref.ts";
+import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN, SECTOR_SIZE_BYTES } from "../constants.ts";
 import { crc32 } from "../core/crc32.ts";
 import { sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
 import type { BlockRange } from "../storage/block_store.ts";
@@ -363,6 +364,25 @@ export function payloadCrc(parts: readonly Uint8Array[]): number {
 
 // ---------------------------------------------------------------------------
 // Limits that depend on the block size
+
+/**
+ * Checks a cluster block size: within [{@linkcode BLOCK_SIZE_BYTES_MIN},
+ * {@linkcode BLOCK_SIZE_BYTES_MAX}] and whole sectors.
+ *
+ * @throws {RangeError} otherwise.
+ */
+export function checkBlockSize(blockSizeBytes: number): void {
+  if (
+    !Number.isSafeInteger(blockSizeBytes) || blockSizeBytes < BLOCK_SIZE_BYTES_MIN ||
+    blockSizeBytes > BLOCK_SIZE_BYTES_MAX ||
+    blockSizeBytes % sectorSizeBytes(blockSizeBytes) !== 0
+  ) {
+    throw new RangeError(
+      `Cannot use a block size of ${blockSizeBytes} bytes: expected whole ${SECTOR_SIZE_BYTES}-byte ` +
+        `sectors (or one smaller sector) in [${BLOCK_SIZE_BYTES_MIN}, ${BLOCK_SIZE_BYTES_MAX}]`,
+    );
+  }
+}
 
 /** Bytes of the sector CRC list of a block. */
 export function crcListBytes(blockSizeBytes: number): number {

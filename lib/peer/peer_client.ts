@@ -13,7 +13,7 @@
 import { type Clock, SystemClock } from "../clock.ts";
 import type { BlockRef } from "../core/block_ref.ts";
 import { crc32 } from "../core/crc32.ts";
-import { sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
+import { sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError, PeerUnavailableError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type BlockRange, type BlockRead, checkRange } from "../storage/block_store.ts";
@@ -25,6 +25,7 @@ import {
   type ReplyFrame,
 } from "./client_connection.ts";
 import {
+  checkBlockSize,
   crcListBytes,
   decodeBitset,
   decodeCrcList,
@@ -172,6 +173,7 @@ export class TcpPeerClient implements PeerClient {
   #connect: (hostname: string, port: number) => Promise<ClientSocket>;
   #connection: ClientConnection | null = null;
   #dialing: Promise<ClientConnection> | null = null;
+  #abortDial: ((error: Error) => void) | null = null;
   #backoffMs = 0;
   #backoffUntilMs = 0;
   #lastDialError: Error | null = null;
@@ -186,10 +188,7 @@ export class TcpPeerClient implements PeerClient {
    */
   constructor(options: TcpPeerClientOptions) {
     const { hostname, port } = parsePeerAddress(options.address);
-    if (!Number.isSafeInteger(options.blockSizeBytes) || options.blockSizeBytes <= 0) {
-      throw new RangeError(`Cannot use block size ${options.blockSizeBytes}`);
-    }
-    sectorsPerBlock(options.blockSizeBytes);
+    checkBlockSize(options.blockSizeBytes);
     this.address = options.address;
     this.blockSizeBytes = options.blockSizeBytes;
     this.#hostname = hostname;
@@ -400,13 +399,8 @@ export class TcpPeerClient implements PeerClient {
     for (const fail of [...this.#calls]) fail(error);
     this.#connection?.close(error);
     this.#connection = null;
-    if (this.#dialing !== null) {
-      try {
-        (await this.#dialing).close(error);
-      } catch {
-        // The dial failed; nothing to close.
-      }
-    }
+    this.#abortDial?.(error);
+    if (this.#dialing !== null) await this.#dialing.catch(() => {});
   }
 
   #timeout(options: PeerCallOptions | undefined, defaultMs: number): number {
@@ -564,28 +558,34 @@ export class TcpPeerClient implements PeerClient {
     return this.#dialing;
   }
 
-  /** Connects and says hello within the dial timeout. */
+  /** Connects and says hello within the dial timeout; `close()` cuts it short. */
   #dial(): Promise<ClientConnection> {
     const { dialTimeoutMs } = this.#limits;
     return new Promise((resolve, reject) => {
-      let timedOut = false;
+      let over = false;
       let socket: ClientSocket | null = null;
-      const timer = this.#clock.setTimer(dialTimeoutMs, () => {
-        timedOut = true;
+      const abort = (error: Error) => {
+        if (over) return;
+        over = true;
+        this.#clock.clearTimer(timer);
+        this.#abortDial = null;
         try {
           socket?.close();
         } catch {
           // Already closed.
         }
-        reject(
+        reject(error);
+      };
+      const timer = this.#clock.setTimer(dialTimeoutMs, () =>
+        abort(
           new PeerUnavailableError(
             `Cannot connect to ${this.address}: no answer within ${dialTimeoutMs} ms`,
           ),
-        );
-      });
+        ));
+      this.#abortDial = abort;
       this.#connect(this.#hostname, this.#port).then(
         async (opened) => {
-          if (timedOut) {
+          if (over) {
             try {
               opened.close();
             } catch {
@@ -606,24 +606,24 @@ export class TcpPeerClient implements PeerClient {
               clock: this.#clock,
               log: this.#log,
             });
+            if (over) {
+              connection.close();
+              return;
+            }
+            over = true;
             this.#clock.clearTimer(timer);
-            if (timedOut) connection.close();
-            else resolve(connection);
+            this.#abortDial = null;
+            resolve(connection);
           } catch (error) {
-            this.#clock.clearTimer(timer);
-            reject(error);
+            abort(error as Error);
           }
         },
-        (error) => {
-          this.#clock.clearTimer(timer);
-          if (!timedOut) {
-            reject(
-              new PeerUnavailableError(`Cannot connect to ${this.address}: ${error.message}`, {
-                cause: error,
-              }),
-            );
-          }
-        },
+        (error) =>
+          abort(
+            new PeerUnavailableError(`Cannot connect to ${this.address}: ${error.message}`, {
+              cause: error,
+            }),
+          ),
       );
     });
   }

@@ -6,11 +6,10 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { sectorsPerBlock } from "../core/sector.ts";
 import type { Logger } from "../log.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { parsePeerAddress } from "./address.ts";
-import { encodeNodeUuid } from "./frame.ts";
+import { checkBlockSize, encodeNodeUuid } from "./frame.ts";
 import { type PeerClientLimits, peerClientLimits, TcpPeerClient } from "./peer_client.ts";
 import { PeerServer, type PeerServerLimits } from "./peer_server.ts";
 import type { Transport } from "./transport.ts";
@@ -59,10 +58,7 @@ export class TcpTransport implements Transport {
    * @throws {TypeError} on a malformed node uuid.
    */
   constructor(options: TcpTransportOptions) {
-    if (!Number.isSafeInteger(options.blockSizeBytes) || options.blockSizeBytes <= 0) {
-      throw new RangeError(`Cannot use block size ${options.blockSizeBytes}`);
-    }
-    sectorsPerBlock(options.blockSizeBytes);
+    checkBlockSize(options.blockSizeBytes);
     encodeNodeUuid(options.nodeUuid);
     peerClientLimits(options.clientLimits);
     this.blockSizeBytes = options.blockSizeBytes;
