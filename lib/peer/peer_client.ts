@@ -76,17 +76,29 @@ export const PEER_RECONNECT_BACKOFF_MAX_MS = 2_000;
 
 /** The limits and timeouts of a {@linkcode TcpPeerClient}; every field has a default above. */
 export interface PeerClientLimits {
+  /** Requests in flight on the connection (the server's own limit may be lower). */
   requestsInFlightMax: number;
+  /** Calls waiting for a slot; more fail at once. */
   queuedCallsMax: number;
+  /** Milliseconds to connect and finish the hello. */
   dialTimeoutMs: number;
+  /** Default milliseconds of `readBlock()`. */
   readTimeoutMs: number;
+  /** Default milliseconds of `writeBlock()` and `writeBlockRange()`. */
   writeTimeoutMs: number;
+  /** Default milliseconds of `deleteBlock()`. */
   deleteTimeoutMs: number;
+  /** Default milliseconds of each batch of `hasBlocks()`. */
   hasBlocksTimeoutMs: number;
+  /** Default milliseconds of `flush()`. */
   flushTimeoutMs: number;
+  /** Milliseconds without sending before a keepalive `PING`. */
   keepaliveIntervalMs: number;
+  /** Milliseconds a keepalive (or `ping()`) may go unanswered. */
   pingTimeoutMs: number;
+  /** First pause after a failed dial, during which calls fail at once. */
   reconnectBackoffMinMs: number;
+  /** Longest pause between dials (the pause doubles after each failure). */
   reconnectBackoffMaxMs: number;
 }
 
@@ -162,7 +174,9 @@ interface Request<T> {
  * ```
  */
 export class TcpPeerClient implements PeerClient {
+  /** The address dialled. */
   readonly address: string;
+  /** The cluster block size. */
   readonly blockSizeBytes: number;
   #hostname: string;
   #port: number;
@@ -218,6 +232,15 @@ export class TcpPeerClient implements PeerClient {
     return this.#connection?.inFlight ?? 0;
   }
 
+  /**
+   * Reads a whole block or `range` of it. The peer sends whole sectors; each
+   * is checked against the block's sector CRCs before any byte is returned.
+   *
+   * @throws {BlockNotFoundError} when the peer does not store the block.
+   * @throws {BlockCorruptError} when the peer's copy, or the reply, is damaged.
+   * @throws {PeerUnavailableError} on a timeout or a connection failure.
+   * @throws {RangeError} when `range` is outside the block (nothing is sent).
+   */
   async readBlock(
     ref: BlockRef,
     range?: BlockRange,
@@ -262,6 +285,14 @@ export class TcpPeerClient implements PeerClient {
     });
   }
 
+  /**
+   * Stores a whole block (zero-padded) on the peer.
+   *
+   * @throws {OutOfSpaceError} when the peer's store is full.
+   * @throws {PeerUnavailableError} on a timeout, a connection failure or a
+   * payload damaged in transit (nothing was stored then).
+   * @throws {RangeError} when `data` is longer than a block (nothing is sent).
+   */
   async writeBlock(ref: BlockRef, data: Uint8Array, options?: PeerCallOptions): Promise<void> {
     const timeoutMs = this.#timeout(options, this.#limits.writeTimeoutMs);
     if (data.length > this.blockSizeBytes) {
@@ -280,6 +311,16 @@ export class TcpPeerClient implements PeerClient {
     });
   }
 
+  /**
+   * Overwrites a range of a block the peer stores; returns its new sector
+   * CRCs, checked against the data sent for every sector the data covers.
+   *
+   * @throws {BlockNotFoundError} when the peer does not store the block.
+   * @throws {BlockCorruptError} when the block does not match `expectDigest`,
+   * an edge sector is corrupt, or the returned CRCs do not match the data.
+   * @throws {PeerUnavailableError} on a timeout or a connection failure.
+   * @throws {RangeError} on a range outside the block or a digest that is not a u32.
+   */
   async writeBlockRange(
     ref: BlockRef,
     offsetBytes: number,
@@ -332,6 +373,7 @@ export class TcpPeerClient implements PeerClient {
     });
   }
 
+  /** Deletes a block on the peer; resolves to whether it was stored. */
   async deleteBlock(ref: BlockRef, options?: PeerCallOptions): Promise<boolean> {
     const timeoutMs = this.#timeout(options, this.#limits.deleteTimeoutMs);
     return await this.#call<boolean>({
@@ -344,6 +386,7 @@ export class TcpPeerClient implements PeerClient {
     });
   }
 
+  /** Which of `refs` the peer stores, in order; long lists go in batches, concurrently. */
   async hasBlocks(refs: BlockRef[], options?: PeerCallOptions): Promise<boolean[]> {
     const timeoutMs = this.#timeout(options, this.#limits.hasBlocksTimeoutMs);
     const batches: Promise<boolean[]>[] = [];
@@ -367,6 +410,7 @@ export class TcpPeerClient implements PeerClient {
     return (await Promise.all(batches)).flat();
   }
 
+  /** Makes every write the peer acknowledged so far durable. */
   async flush(options?: PeerCallOptions): Promise<void> {
     const timeoutMs = this.#timeout(options, this.#limits.flushTimeoutMs);
     return await this.#call<void>({
@@ -392,6 +436,7 @@ export class TcpPeerClient implements PeerClient {
     });
   }
 
+  /** Closes the connection; pending and later calls fail with `PeerUnavailableError`. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
