@@ -1,3 +1,5 @@
+import { testTransport } from "./_transport_conformance.ts";
+import { SystemClock } from "../clock.ts";
 import assert from "node:assert/strict";
 import { ManualClock } from "../clock.ts";
 import { BlockRef, BlockType } from "../core/block_ref.ts";
@@ -208,4 +210,10 @@ Deno.test("MemoryTransport: a call that timed out is still delivered, as a reque
   clock.advance(5);
   await settle();
   assert.equal(store.usedBlocks(), 1, "the request landed after the caller gave up");
+});
+
+testTransport("memory", () => {
+  const transport = new MemoryTransport({ clock: new SystemClock() });
+  let next = 0;
+  return { transport, listenAddress: () => `mem://conformance-${next++}` };
 });
