@@ -116,9 +116,15 @@ export interface GcResult {
 
 /**
  * Deletes every block of the store that marking proves dead, then flushes.
+ * `precomputed` marks (from {@linkcode markLiveBlocks}) may come from another
+ * context: a cluster node marks through the distributor and sweeps its local
+ * store.
  */
-export async function collectGarbage(context: VolumeContext): Promise<GcResult> {
-  const marks = await markLiveBlocks(context);
+export async function collectGarbage(
+  context: VolumeContext,
+  precomputed?: GcMarks,
+): Promise<GcResult> {
+  const marks = precomputed ?? await markLiveBlocks(context);
   if (marks === null) {
     return { ran: false, deletedBlocks: 0, keptBlocks: context.store.usedBlocks() };
   }
