@@ -11,6 +11,7 @@ import { BLOCK_SIZE_BYTES_DEFAULT } from "../constants.ts";
 import { NotInitializedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { LocalNode } from "../node/local_node.ts";
+import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
 import type { SizeSpec } from "../size.ts";
 import type { VolumeContext } from "../block/block_volume.ts";
 import { VolumeExports } from "../block/volume_exports.ts";
@@ -59,11 +60,30 @@ export interface TorusdOptions {
   nbdAddress?: string;
   /** Serve `/healthz` and `/metrics` at this address; none when absent. */
   httpAddress?: string;
+  /**
+   * Cluster mode: the metadata is etcd's, blocks are placed on the ring's
+   * peers. Embedded mode (the data directory's own metadata) when absent.
+   */
+  cluster?: TorusdClusterOptions;
 }
+
+/** What cluster mode adds to {@linkcode TorusdOptions}. */
+export type TorusdClusterOptions = Pick<
+  ClusterNodeOptions,
+  | "openMetadata"
+  | "location"
+  | "initAdvice"
+  | "transport"
+  | "peerAddress"
+  | "autoJoin"
+  | "readLevel"
+  | "writeLevel"
+  | "readCacheBytes"
+>;
 
 /** A running daemon. */
 export class Torusd {
-  readonly node: LocalNode;
+  readonly node: LocalNode | ClusterNode;
   readonly volumes: VolumeContext;
   #options: TorusdOptions;
   #gcTimer = 0;
@@ -73,7 +93,11 @@ export class Torusd {
   #exports: VolumeExports | null = null;
   #http: Deno.HttpServer<Deno.NetAddr> | null = null;
 
-  private constructor(node: LocalNode, volumes: VolumeContext, options: TorusdOptions) {
+  private constructor(
+    node: LocalNode | ClusterNode,
+    volumes: VolumeContext,
+    options: TorusdOptions,
+  ) {
     this.node = node;
     this.volumes = volumes;
     this.#options = options;
@@ -85,6 +109,7 @@ export class Torusd {
    * @throws {NotInitializedError} when it is not initialized and `autoInit` is off.
    */
   static async start(options: TorusdOptions): Promise<Torusd> {
+    if (options.cluster) return await Torusd.#startCluster(options, options.cluster);
     const node = await LocalNode.open({
       dataDir: options.dataDir,
       create: true,
@@ -108,6 +133,43 @@ export class Torusd {
         "info",
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
       );
+      if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
+      if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
+      daemon.#scheduleGc();
+      return daemon;
+    } catch (error) {
+      await node.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  static async #startCluster(
+    options: TorusdOptions,
+    cluster: TorusdClusterOptions,
+  ): Promise<Torusd> {
+    const node = await ClusterNode.open({
+      ...cluster,
+      clock: options.clock,
+      logger: options.logger,
+      dataDir: options.dataDir,
+      storeSize: options.size,
+    });
+    try {
+      const volumes = await node.volumes();
+      const daemon = new Torusd(node, volumes, options);
+      const local = node.distributor.localStore;
+      options.logger.log(
+        "info",
+        `node ${node.uuid} of the cluster at ${node.location}: ${
+          node.address ? `serving peers at ${node.address}` : "a client (no --peer-address)"
+        }, ${local.numBlocks()} blocks of ${local.blockSizeBytes} bytes, ${local.usedBlocks()} used`,
+      );
+      if (node.ring.members().length === 0) {
+        options.logger.log(
+          "warn",
+          "the ring has no members yet: no I/O is possible until nodes join (torusd --auto-join, or torusctl peer add)",
+        );
+      }
       if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
       if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
       daemon.#scheduleGc();
@@ -148,7 +210,13 @@ export class Torusd {
   #serveHttp(address: string): void {
     const { hostname, port } = parseHostPort(address, HTTP_PORT_DEFAULT);
     this.#http = serveStatus(
-      { store: this.volumes.store, metadata: this.node.metadata, nbd: () => this.#nbd },
+      {
+        store: this.node instanceof ClusterNode
+          ? this.node.distributor.localStore
+          : this.volumes.store,
+        metadata: this.node.metadata,
+        nbd: () => this.#nbd,
+      },
       hostname,
       port,
     );
@@ -171,7 +239,9 @@ export class Torusd {
   /** Runs one garbage collection now. */
   async collectGarbage(): Promise<void> {
     try {
-      const result = await collectGarbage(this.volumes);
+      const result = this.node instanceof ClusterNode
+        ? await this.node.collectGarbage()
+        : await collectGarbage(this.volumes);
       if (!result.ran) this.#options.logger.log("warn", "gc skipped: metadata unavailable");
       else if (result.deletedBlocks > 0) {
         this.#options.logger.log("info", `gc deleted ${result.deletedBlocks} blocks`);
