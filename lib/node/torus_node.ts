@@ -6,6 +6,7 @@
  * @module
  */
 import type { VolumeContext } from "../block/block_volume.ts";
+import type { Clock } from "../clock.ts";
 import type { GlobalMetadata, MetadataService } from "../metadata/metadata_service.ts";
 import type { SizeSpec } from "../size.ts";
 import type { LeaseKeeper } from "./lease_keeper.ts";
@@ -16,6 +17,8 @@ export interface TorusNode {
   readonly metadata: MetadataService;
   /** Where this node's state lives, for messages: a data directory, or etcd endpoints. */
   readonly location: string;
+  /** The node's time source (names of temporary snapshots, leases). */
+  readonly clock: Clock;
   /** The global metadata. @throws {NotInitializedError} with what to run. */
   globalMetadata(): Promise<GlobalMetadata>;
   /**

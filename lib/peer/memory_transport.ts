@@ -16,16 +16,26 @@
  * - {@linkcode MemoryTransport.drop}: the node is gone (killed); calls fail
  *   until something listens at the address again.
  *
- * Buffers are copied in both directions, so neither side ever shares memory
- * with the other; the remote store's own errors (`BlockNotFoundError`,
- * `BlockCorruptError`, `OutOfSpaceError`, `RangeError`) come back as errors
- * of the same class, anything else as `PeerUnavailableError`, as if carried
- * over the wire.
+ * The client keeps the promises of the `PeerClient` contract as the TCP
+ * client does, with the same checks (`client_checks.ts`): arguments are
+ * checked before anything is sent (`RangeError`, and the store never sees
+ * the call), a read asks for whole sectors and checks each against the
+ * sector CRCs returned with it (`BlockCorruptError`, never wrong bytes), and
+ * a range write's returned CRCs must match the data sent. Buffers are copied
+ * in both directions, so neither side ever shares memory with the other; the
+ * remote store's own errors (`BlockNotFoundError`, `BlockCorruptError`,
+ * `OutOfSpaceError`, `RangeError`) come back as errors of the same class,
+ * anything else as `PeerUnavailableError`, as if carried over the wire.
+ *
+ * A listener's `close()` stops taking calls at once (the address is free to
+ * listen at again) and lets the calls its store is already running finish
+ * and reply; `drop()` loses those replies instead.
  *
  * @module
  */
 import type { Clock } from "../clock.ts";
 import type { BlockRef } from "../core/block_ref.ts";
+import { sectorsPerBlock } from "../core/sector.ts";
 import {
   BlockCorruptError,
   BlockNotFoundError,
@@ -33,6 +43,15 @@ import {
   PeerUnavailableError,
 } from "../errors.ts";
 import type { BlockRange, BlockRead, BlockStore } from "../storage/block_store.ts";
+import {
+  checkCallTimeout,
+  checkReadRange,
+  checkWriteLength,
+  checkWriteRange,
+  verifyRead,
+  verifyWrittenSectors,
+} from "./client_checks.ts";
+import { checkBlockSize } from "./frame.ts";
 import type { PeerCallOptions, PeerClient, PeerListener, Transport } from "./transport.ts";
 
 /** The scheme of memory addresses. */
@@ -46,12 +65,31 @@ export interface MemoryTransportOptions {
   clock: Clock;
   /** Latency of every call to an address without its own, in milliseconds (default 0). */
   latencyMs?: number;
+  /**
+   * The cluster block size, as the TCP transport has: clients check ranges
+   * against it before sending, even to a peer that is unreachable, and only
+   * stores of it may be served. Default: none; a client then checks against
+   * the block size of the store listening at its address, and a call to an
+   * address nobody listens at fails with `PeerUnavailableError`.
+   */
+  blockSizeBytes?: number;
 }
 
+/**
+ * Where a served store is in its life: `open` takes calls; `closing` (its
+ * listener's `close()` was called) takes none but lets the calls in flight
+ * finish and reply; `closed` is done; `dropped` was killed, and replies of
+ * calls still running are lost.
+ */
+type ServedState = "open" | "closing" | "closed" | "dropped";
+
+/** A store being served at an address. */
 interface Served {
   address: string;
   store: BlockStore;
+  /** The store operations running now. */
   inFlight: Set<Promise<unknown>>;
+  state: ServedState;
 }
 
 /** Throws `RangeError` unless `address` is a memory address. */
@@ -84,14 +122,26 @@ function checkAddress(address: string): void {
  * ```
  */
 export class MemoryTransport implements Transport {
+  /** The cluster block size, when one was given. */
+  readonly blockSizeBytes: number | undefined;
   readonly #clock: Clock;
   #defaultLatencyMs: number;
+  /** The store taking calls at each address. */
   #served = new Map<string, Served>();
+  /** Stores whose listener is closing: no longer at their address, still finishing calls. */
+  #closing = new Set<Served>();
   #partitioned = new Set<string>();
   #latencyMs = new Map<string, number>();
   #nextPort = MEMORY_PORT_FIRST;
 
+  /**
+   * Creates a network with nobody listening.
+   *
+   * @throws {RangeError} on a block size that is not whole sectors.
+   */
   constructor(options: MemoryTransportOptions) {
+    if (options.blockSizeBytes !== undefined) checkBlockSize(options.blockSizeBytes);
+    this.blockSizeBytes = options.blockSizeBytes;
     this.#clock = options.clock;
     this.#defaultLatencyMs = options.latencyMs ?? 0;
   }
@@ -104,21 +154,32 @@ export class MemoryTransport implements Transport {
    */
   dial(address: string): PeerClient {
     checkAddress(address);
-    return new MemoryPeerClient(
-      address,
-      (options, signal, operation) => this.#call(address, options, signal, operation),
-    );
+    return new MemoryPeerClient(address, {
+      blockSizeBytes: () => this.#blockSizeAt(address),
+      send: (options, signal, operation) => this.#call(address, options, signal, operation),
+    });
   }
 
   /**
    * Serves `store` at `address`; an address ending in `:0` gets a free
    * number instead (see the returned listener's `address`).
    *
-   * @throws {RangeError} when `address` is not `mem://<name>`.
+   * The listener's `close()` stops taking calls at once, frees the address,
+   * and resolves once the calls the store was already running have finished
+   * and replied (however long they take; the store is not closed).
+   *
+   * @throws {RangeError} when `address` is not `mem://<name>`, or the store's
+   * block size is not the transport's.
    * @throws {Deno.errors.AddrInUse} when something already listens there.
    */
   async listen(address: string, store: BlockStore): Promise<PeerListener> {
     checkAddress(address);
+    if (this.blockSizeBytes !== undefined && store.blockSizeBytes !== this.blockSizeBytes) {
+      throw new RangeError(
+        `Cannot serve a store of ${store.blockSizeBytes}-byte blocks: the cluster uses ` +
+          `${this.blockSizeBytes}`,
+      );
+    }
     let actual = address;
     if (address.endsWith(":0")) {
       const stem = address.slice(0, -1);
@@ -127,15 +188,27 @@ export class MemoryTransport implements Transport {
     if (this.#served.has(actual)) {
       throw new Deno.errors.AddrInUse(`Cannot listen at ${actual}: the address is in use`);
     }
-    const served: Served = { address: actual, store, inFlight: new Set() };
+    const served: Served = { address: actual, store, inFlight: new Set(), state: "open" };
     this.#served.set(actual, served);
+    let closed: Promise<void> | null = null;
     return {
       address: actual,
-      close: async () => {
-        if (this.#served.get(actual) === served) this.#served.delete(actual);
-        await Promise.allSettled([...served.inFlight]);
-      },
+      close: () => closed ??= this.#close(served),
     };
+  }
+
+  /** Stops serving: no new calls, those in flight finish and reply. */
+  async #close(served: Served): Promise<void> {
+    if (this.#served.get(served.address) === served) this.#served.delete(served.address);
+    if (served.state === "open") served.state = "closing";
+    this.#closing.add(served);
+    try {
+      // No call starts any more, so the set only shrinks.
+      await Promise.allSettled([...served.inFlight]);
+    } finally {
+      this.#closing.delete(served);
+      if (served.state === "closing") served.state = "closed";
+    }
   }
 
   /** Calls to `address` fail with `PeerUnavailableError` until {@linkcode heal}. */
@@ -164,10 +237,30 @@ export class MemoryTransport implements Transport {
 
   /**
    * Kills the node at `address`: it stops listening at once, calls in flight
-   * lose their replies. Its store is left as it is (the test owns it).
+   * (also those a closing listener there was finishing) lose their replies.
+   * Its store is left as it is (the test owns it).
    */
   drop(address: string): void {
+    const served = this.#served.get(address);
+    if (served !== undefined) served.state = "dropped";
     this.#served.delete(address);
+    for (const closing of this.#closing) {
+      if (closing.address === address) closing.state = "dropped";
+    }
+  }
+
+  /**
+   * The block size a client of `address` checks its arguments against: the
+   * cluster's, else that of the store listening there.
+   *
+   * @throws {PeerUnavailableError} when neither is known: nobody listens.
+   */
+  #blockSizeAt(address: string): number {
+    const blockSizeBytes = this.blockSizeBytes ?? this.#served.get(address)?.store.blockSizeBytes;
+    if (blockSizeBytes === undefined) {
+      throw new PeerUnavailableError(`Cannot reach ${address}: connection refused`);
+    }
+    return blockSizeBytes;
   }
 
   /** Runs `operation` on the store at `address` as one call over the network. */
@@ -186,7 +279,7 @@ export class MemoryTransport implements Transport {
       if (signal.aborted) {
         throw new PeerUnavailableError(`Cannot reach ${address}: the client was closed`);
       }
-      const served = this.#reach(address);
+      const served = this.#accepting(address);
       const running = operation(served.store);
       served.inFlight.add(running);
       running.then(() => served.inFlight.delete(running), () => served.inFlight.delete(running));
@@ -196,8 +289,9 @@ export class MemoryTransport implements Transport {
       } catch (error) {
         throw asWireError(address, error);
       }
-      // The reply crosses the network too: lost if the node went away meanwhile.
-      this.#reach(address, served);
+      // The reply crosses the network too: lost if the node was killed or
+      // cut off meanwhile (a listener that is closing still replies).
+      this.#replying(address, served);
       return result;
     })();
     delivery.catch(() => {});
@@ -208,15 +302,28 @@ export class MemoryTransport implements Transport {
     }
   }
 
-  #reach(address: string, expected?: Served): Served {
+  /** The store a request arriving at `address` now reaches. */
+  #accepting(address: string): Served {
+    this.#checkNetwork(address);
     const served = this.#served.get(address);
-    if (this.#partitioned.has(address)) {
-      throw new PeerUnavailableError(`Cannot reach ${address}: the network is partitioned`);
-    }
-    if (served === undefined || (expected !== undefined && served !== expected)) {
+    if (served === undefined) {
       throw new PeerUnavailableError(`Cannot reach ${address}: connection refused`);
     }
     return served;
+  }
+
+  /** Throws unless the reply of a call `served` ran can get back from `address`. */
+  #replying(address: string, served: Served): void {
+    this.#checkNetwork(address);
+    if (served.state === "dropped") {
+      throw new PeerUnavailableError(`Cannot reach ${address}: the node is gone`);
+    }
+  }
+
+  #checkNetwork(address: string): void {
+    if (this.#partitioned.has(address)) {
+      throw new PeerUnavailableError(`Cannot reach ${address}: the network is partitioned`);
+    }
   }
 
   #delay(latencyMs: number): Promise<void> {
@@ -276,10 +383,6 @@ function copyRead(read: BlockRead): BlockRead {
   return { data: read.data.slice(), sectorCrcs: read.sectorCrcs.slice() };
 }
 
-function copyRange(range: BlockRange | undefined): BlockRange | undefined {
-  return range === undefined ? undefined : { ...range };
-}
-
 /** How a client sends one call through its transport. */
 type Send = <T>(
   options: PeerCallOptions | undefined,
@@ -287,43 +390,99 @@ type Send = <T>(
   operation: (store: BlockStore) => Promise<T>,
 ) => Promise<T>;
 
-/** Throws `RangeError` unless `value` is a byte count or offset. */
-function checkBytes(what: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`Cannot send ${what} ${value}: expected a non-negative integer`);
-  }
+/** What a client uses of the transport it was dialled on. */
+interface Link {
+  /** The block size to check arguments against; throws `PeerUnavailableError` when unknown. */
+  blockSizeBytes(): number;
+  /** Sends one call. */
+  send: Send;
 }
 
-/** A client of one memory address. */
+/** Throws `RangeError` on a bad `timeoutMs` (none at all is fine: no timeout). */
+function checkOptions(options: PeerCallOptions | undefined): void {
+  if (options?.timeoutMs !== undefined) checkCallTimeout(options.timeoutMs);
+}
+
+/**
+ * A client of one memory address. Checks arguments and verifies replies as
+ * the TCP client does (`client_checks.ts`); unlike it, a call without
+ * `timeoutMs` has no timeout.
+ */
 class MemoryPeerClient implements PeerClient {
   /** The address dialled. */
   readonly address: string;
-  #send: Send;
+  #link: Link;
   #closing = new AbortController();
 
-  constructor(address: string, send: Send) {
+  constructor(address: string, link: Link) {
     this.address = address;
-    this.#send = send;
+    this.#link = link;
   }
 
+  /**
+   * Reads a whole block or `range` of it: asks for whole sectors and checks
+   * each against the sector CRCs that come with them before any byte is
+   * returned.
+   *
+   * @throws {BlockNotFoundError} when the peer does not store the block.
+   * @throws {BlockCorruptError} when the peer's copy, or the reply, is damaged.
+   * @throws {PeerUnavailableError} on a timeout, an unreachable peer or a malformed reply.
+   * @throws {RangeError} when `range` is outside the block (nothing is sent).
+   */
   async readBlock(
     ref: BlockRef,
     range?: BlockRange,
     options?: PeerCallOptions,
   ): Promise<BlockRead> {
-    if (range !== undefined) {
-      checkBytes("offset", range.offsetBytes);
-      checkBytes("length", range.lengthBytes);
+    checkOptions(options);
+    const blockSizeBytes = this.#link.blockSizeBytes();
+    const { wanted, aligned } = checkReadRange(blockSizeBytes, range);
+    const read = await this.#call(
+      options,
+      async (store) => copyRead(await store.readBlock(ref, { ...aligned })),
+    );
+    const sectors = sectorsPerBlock(blockSizeBytes);
+    if (read.data.length !== aligned.lengthBytes || read.sectorCrcs.length !== sectors) {
+      throw new PeerUnavailableError(
+        `${this.address} sent a bad reply to a read of ${ref}: ${read.data.length} bytes and ` +
+          `${read.sectorCrcs.length} CRCs, expected ${aligned.lengthBytes} and ${sectors}`,
+      );
     }
-    const sent = copyRange(range);
-    return this.#call(options, async (store) => copyRead(await store.readBlock(ref, sent)));
+    return verifyRead(
+      this.address,
+      ref,
+      blockSizeBytes,
+      wanted,
+      aligned,
+      read.data,
+      read.sectorCrcs,
+    );
   }
 
-  writeBlock(ref: BlockRef, data: Uint8Array, options?: PeerCallOptions): Promise<void> {
+  /**
+   * Stores a whole block (zero-padded) on the peer.
+   *
+   * @throws {OutOfSpaceError} when the peer's store is full.
+   * @throws {PeerUnavailableError} on a timeout or an unreachable peer.
+   * @throws {RangeError} when `data` is longer than a block (nothing is sent).
+   */
+  async writeBlock(ref: BlockRef, data: Uint8Array, options?: PeerCallOptions): Promise<void> {
+    checkOptions(options);
+    checkWriteLength(this.#link.blockSizeBytes(), ref, data.length);
     const sent = data.slice();
-    return this.#call(options, (store) => store.writeBlock(ref, sent));
+    return await this.#call(options, (store) => store.writeBlock(ref, sent));
   }
 
+  /**
+   * Overwrites a range of a block the peer stores; returns its new sector
+   * CRCs, checked against the data sent for every sector the data covers.
+   *
+   * @throws {BlockNotFoundError} when the peer does not store the block.
+   * @throws {BlockCorruptError} when the block does not match `expectDigest`,
+   * an edge sector is corrupt, or the returned CRCs do not match the data.
+   * @throws {PeerUnavailableError} on a timeout, an unreachable peer or a malformed reply.
+   * @throws {RangeError} on a range outside the block or a digest that is not a u32.
+   */
   async writeBlockRange(
     ref: BlockRef,
     offsetBytes: number,
@@ -331,30 +490,48 @@ class MemoryPeerClient implements PeerClient {
     expectDigest?: number,
     options?: PeerCallOptions,
   ): Promise<Uint32Array> {
-    checkBytes("offset", offsetBytes);
+    checkOptions(options);
+    const blockSizeBytes = this.#link.blockSizeBytes();
+    checkWriteRange(blockSizeBytes, offsetBytes, data.length, expectDigest);
     const sent = data.slice();
-    return this.#call(
+    const crcs = await this.#call(
       options,
       async (store) => (await store.writeBlockRange(ref, offsetBytes, sent, expectDigest)).slice(),
     );
+    const sectors = sectorsPerBlock(blockSizeBytes);
+    if (crcs.length !== sectors) {
+      throw new PeerUnavailableError(
+        `${this.address} sent a bad reply to a range write of ${ref}: ${crcs.length} CRCs, ` +
+          `expected ${sectors}`,
+      );
+    }
+    verifyWrittenSectors(this.address, ref, blockSizeBytes, offsetBytes, sent, crcs);
+    return crcs;
   }
 
-  deleteBlock(ref: BlockRef, options?: PeerCallOptions): Promise<boolean> {
-    return this.#call(options, (store) => store.deleteBlock(ref));
+  /** Deletes a block on the peer; resolves to whether it was stored. */
+  async deleteBlock(ref: BlockRef, options?: PeerCallOptions): Promise<boolean> {
+    checkOptions(options);
+    return await this.#call(options, (store) => store.deleteBlock(ref));
   }
 
-  hasBlocks(refs: BlockRef[], options?: PeerCallOptions): Promise<boolean[]> {
+  /** Which of `refs` the peer stores, in order. */
+  async hasBlocks(refs: BlockRef[], options?: PeerCallOptions): Promise<boolean[]> {
+    checkOptions(options);
     const sent = [...refs];
-    return this.#call(
+    return await this.#call(
       options,
       (store) => Promise.all(sent.map((ref) => store.hasBlock(ref))),
     );
   }
 
-  flush(options?: PeerCallOptions): Promise<void> {
-    return this.#call(options, (store) => store.flush());
+  /** Makes every write the peer acknowledged so far durable. */
+  async flush(options?: PeerCallOptions): Promise<void> {
+    checkOptions(options);
+    return await this.#call(options, (store) => store.flush());
   }
 
+  /** Fails pending and later calls with `PeerUnavailableError`. */
   close(): Promise<void> {
     this.#closing.abort();
     return Promise.resolve();
@@ -369,6 +546,6 @@ class MemoryPeerClient implements PeerClient {
         new PeerUnavailableError(`Cannot reach ${this.address}: the client was closed`),
       );
     }
-    return this.#send(options, this.#closing.signal, operation);
+    return this.#link.send(options, this.#closing.signal, operation);
   }
 }

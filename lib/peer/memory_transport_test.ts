@@ -10,6 +10,7 @@ import {
   OutOfSpaceError,
   PeerUnavailableError,
 } from "../errors.ts";
+import type { BlockRange, BlockRead } from "../storage/block_store.ts";
 import { MemoryBlockStore } from "../storage/memory_block_store.ts";
 import { MemoryTransport } from "./memory_transport.ts";
 
@@ -212,8 +213,172 @@ Deno.test("MemoryTransport: a call that timed out is still delivered, as a reque
   assert.equal(store.usedBlocks(), 1, "the request landed after the caller gave up");
 });
 
+Deno.test("MemoryTransport: a cluster block size checks arguments even for an unreachable peer", async () => {
+  const clock = new ManualClock(0);
+  assert.throws(() => new MemoryTransport({ clock, blockSizeBytes: 5000 }), RangeError);
+  const transport = new MemoryTransport({ clock, blockSizeBytes: BLOCK });
+  assert.equal(transport.blockSizeBytes, BLOCK);
+  await assert.rejects(
+    transport.listen(
+      "mem://big",
+      new MemoryBlockStore({ blockSizeBytes: 2 * BLOCK, numBlocks: 1 }),
+    ),
+    RangeError,
+    "a store of another block size",
+  );
+  const client = transport.dial("mem://nobody");
+  await assert.rejects(
+    client.readBlock(ref(1), { offsetBytes: BLOCK, lengthBytes: 1 }),
+    RangeError,
+  );
+  await assert.rejects(client.writeBlock(ref(1), new Uint8Array(BLOCK + 1)), RangeError);
+  await assert.rejects(client.writeBlockRange(ref(1), BLOCK, new Uint8Array(1)), RangeError);
+  await assert.rejects(client.flush({ timeoutMs: 0 }), RangeError);
+  // Good arguments get as far as the network.
+  await assert.rejects(client.readBlock(ref(1)), PeerUnavailableError);
+});
+
+Deno.test("MemoryTransport: without one, a client checks against the store listening there", async () => {
+  const { transport } = setup();
+  const small = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks: 1 });
+  const large = new MemoryBlockStore({ blockSizeBytes: 4 * BLOCK, numBlocks: 1 });
+  await transport.listen("mem://small", small);
+  await transport.listen("mem://large", large);
+  const toSmall = transport.dial("mem://small");
+  const toLarge = transport.dial("mem://large");
+  await assert.rejects(toSmall.writeBlock(ref(1), new Uint8Array(BLOCK + 1)), RangeError);
+  await toLarge.writeBlock(ref(1), new Uint8Array(BLOCK + 1));
+  assert.equal(small.usedBlocks(), 0);
+  assert.equal(large.usedBlocks(), 1);
+  // Nobody listens: the block size is unknown, the call cannot go anywhere anyway.
+  const toNobody = transport.dial("mem://nobody");
+  await assert.rejects(toNobody.writeBlock(ref(1), new Uint8Array(1)), PeerUnavailableError);
+  // Checks that need no block size still come first.
+  await assert.rejects(toNobody.flush({ timeoutMs: -1 }), RangeError);
+  await assert.rejects(
+    toNobody.writeBlockRange(ref(1), -1, new Uint8Array(1)),
+    PeerUnavailableError,
+    "the range needs the block size",
+  );
+});
+
+/** A store whose writes wait until {@linkcode GatedStore.open} is called. */
+class GatedStore extends MemoryBlockStore {
+  #gate = Promise.withResolvers<void>();
+  /** Writes waiting at the gate. */
+  waiting = 0;
+
+  open(): void {
+    this.#gate.resolve();
+  }
+
+  override async writeBlock(r: BlockRef, data: Uint8Array): Promise<void> {
+    this.waiting++;
+    await this.#gate.promise;
+    this.waiting--;
+    await super.writeBlock(r, data);
+  }
+}
+
+Deno.test("MemoryTransport: a closing listener frees its address and still replies; drop() loses the replies", async () => {
+  const { transport } = setup();
+  const first = new GatedStore({ blockSizeBytes: BLOCK, numBlocks: 2 });
+  const listener = await transport.listen("mem://a", first);
+  const client = transport.dial("mem://a");
+  const writing = client.writeBlock(ref(1), new Uint8Array([1]));
+  await settle();
+  assert.equal(first.waiting, 1);
+  let closed = false;
+  const closing = listener.close().then(() => closed = true);
+  await settle();
+  assert.equal(closed, false, "close() waits for the write in flight");
+  assert.equal(listener.close(), listener.close(), "close() twice is one close");
+  await assert.rejects(client.flush(), PeerUnavailableError, "no new calls while closing");
+
+  // The address is free at once: a new node listens there while the old one finishes.
+  const second = new GatedStore({ blockSizeBytes: BLOCK, numBlocks: 2 });
+  const relistened = await transport.listen("mem://a", second);
+  const toSecond = client.writeBlock(ref(2), new Uint8Array([2]));
+  await settle();
+  assert.equal(second.waiting, 1, "new calls reach the new node");
+
+  first.open();
+  await writing;
+  await closing;
+  assert.equal((await first.readBlock(ref(1))).data[0], 1);
+  assert.equal(first.usedBlocks(), 1, "the call after close() never reached the old store");
+
+  // Killing a node while its listener closes loses the replies of its calls in flight.
+  const closingSecond = relistened.close();
+  await assert.rejects(client.writeBlock(ref(3), new Uint8Array([3])), PeerUnavailableError);
+  transport.drop("mem://a");
+  second.open();
+  await assert.rejects(toSecond, PeerUnavailableError, "the reply was lost");
+  await closingSecond;
+  assert.deepEqual(second.blockRefs(), [ref(2)], "the store applied the write in flight");
+});
+
+Deno.test("MemoryTransport: a read asks for whole sectors; lying or malformed replies never pass", async () => {
+  const sectorBlock = 4 * BLOCK; // four 4 KiB sectors
+  let mode: "honest" | "short" | "lie" = "honest";
+  const ranges: (BlockRange | undefined)[] = [];
+  class LyingStore extends MemoryBlockStore {
+    override async readBlock(r: BlockRef, range?: BlockRange): Promise<BlockRead> {
+      ranges.push(range);
+      const read = await super.readBlock(r, range);
+      return mode === "short" ? { ...read, data: read.data.subarray(1) } : read;
+    }
+    override async writeBlockRange(
+      r: BlockRef,
+      offsetBytes: number,
+      data: Uint8Array,
+      expectDigest?: number,
+    ): Promise<Uint32Array> {
+      const crcs = await super.writeBlockRange(r, offsetBytes, data, expectDigest);
+      if (mode === "short") return crcs.subarray(1);
+      if (mode === "lie") crcs[1]! ^= 1;
+      return crcs;
+    }
+  }
+  const { transport } = setup();
+  const store = new LyingStore({ blockSizeBytes: sectorBlock, numBlocks: 1 });
+  await transport.listen("mem://a", store);
+  const client = transport.dial("mem://a");
+  const data = new Uint8Array(sectorBlock).map((_, i) => i * 7);
+  await client.writeBlock(ref(1), data);
+  const part = await client.readBlock(ref(1), { offsetBytes: 5000, lengthBytes: 10 });
+  assert.deepEqual(part.data, data.subarray(5000, 5010));
+  assert.deepEqual(ranges.at(-1), { offsetBytes: BLOCK, lengthBytes: BLOCK });
+  assert.deepEqual(
+    await client.writeBlockRange(ref(1), BLOCK, new Uint8Array(BLOCK)),
+    (await store.readBlock(ref(1))).sectorCrcs,
+  );
+
+  mode = "short";
+  await assert.rejects(
+    client.readBlock(ref(1), { offsetBytes: 0, lengthBytes: 1 }),
+    PeerUnavailableError,
+  );
+  await assert.rejects(client.writeBlockRange(ref(1), 0, new Uint8Array(1)), PeerUnavailableError);
+  mode = "lie";
+  await assert.rejects(
+    client.writeBlockRange(ref(1), BLOCK, new Uint8Array(BLOCK)),
+    BlockCorruptError,
+    "the CRC of a sector written whole does not match the data sent",
+  );
+  // Only sectors the data covers whole can be checked: a write inside sector 1 passes.
+  await client.writeBlockRange(ref(1), BLOCK + 1, new Uint8Array(1));
+});
+
 testTransport("memory", () => {
   const transport = new MemoryTransport({ clock: new SystemClock() });
   let next = 0;
   return { transport, listenAddress: () => `mem://conformance-${next++}` };
+});
+
+// Again with the cluster block size given, as the TCP transport always has it.
+testTransport("memory with a cluster block size", ({ blockSizeBytes }) => {
+  const transport = new MemoryTransport({ clock: new SystemClock(), blockSizeBytes });
+  let next = 0;
+  return { transport, listenAddress: () => `mem://sized-${next++}` };
 });

@@ -8,6 +8,8 @@
  * - `tcp_transport.ts`: {@linkcode TcpTransport}, `tdp://host:port` peers over TCP.
  * - `peer_server.ts`: {@linkcode PeerServer}, serves one `BlockStore`.
  * - `peer_client.ts`: {@linkcode TcpPeerClient}, one pipelined connection to a peer.
+ * - `client_checks.ts`: the argument checks and reply verification every client
+ *   shares (the TCP client and the memory transport's).
  * - `frame.ts`: the wire format as pure encoders and decoders.
  * - `status.ts`: how errors cross the wire.
  * - `address.ts`: parsing and printing `tdp://` addresses.

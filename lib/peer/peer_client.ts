@@ -12,11 +12,9 @@
  */
 import { type Clock, SystemClock } from "../clock.ts";
 import type { BlockRef } from "../core/block_ref.ts";
-import { crc32 } from "../core/crc32.ts";
-import { sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError, PeerUnavailableError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { type BlockRange, type BlockRead, checkRange } from "../storage/block_store.ts";
+import type { BlockRange, BlockRead } from "../storage/block_store.ts";
 import { parsePeerAddress } from "./address.ts";
 import {
   ClientConnection,
@@ -40,8 +38,15 @@ import {
   PEER_HAS_BLOCKS_BATCH_MAX,
   PeerOp,
   PeerStatus,
-  sectorAligned,
 } from "./frame.ts";
+import {
+  checkCallTimeout,
+  checkReadRange,
+  checkWriteLength,
+  checkWriteRange,
+  verifyRead,
+  verifyWrittenSectors,
+} from "./client_checks.ts";
 import { errorForStatus } from "./status.ts";
 import type { PeerCallOptions, PeerClient } from "./transport.ts";
 
@@ -247,10 +252,8 @@ export class TcpPeerClient implements PeerClient {
     options?: PeerCallOptions,
   ): Promise<BlockRead> {
     const timeoutMs = this.#timeout(options, this.#limits.readTimeoutMs);
-    const wanted = checkRange(this.blockSizeBytes, range);
-    const aligned = sectorAligned(this.blockSizeBytes, wanted);
+    const { wanted, aligned } = checkReadRange(this.blockSizeBytes, range);
     const crcBytes = crcListBytes(this.blockSizeBytes);
-    const sector = sectorSizeBytes(this.blockSizeBytes);
     return await this.#call<BlockRead>({
       op: PeerOp.read,
       ref: ref.toBytes(),
@@ -262,24 +265,16 @@ export class TcpPeerClient implements PeerClient {
           ? `bytes [${header.offsetBytes}, +${header.lengthBytes}) with ${header.arg} CRCs in ` +
             `${header.payloadBytes} bytes, expected [${aligned.offsetBytes}, +${aligned.lengthBytes})`
           : [crcBytes, aligned.lengthBytes],
-      decode: ([crcPart, data]) => {
-        const sectorCrcs = decodeCrcList(crcPart!);
-        const first = aligned.offsetBytes / sector;
-        for (let i = 0; i * sector < data!.length; i++) {
-          if (crc32(data!.subarray(i * sector, (i + 1) * sector)) !== sectorCrcs[first + i]) {
-            throw new BlockCorruptError(
-              `${this.address}: sector ${first + i} of ${ref} does not match its checksum`,
-            );
-          }
-        }
-        const start = wanted.offsetBytes - aligned.offsetBytes;
-        return {
-          data: start === 0 && wanted.lengthBytes === data!.length
-            ? data!
-            : data!.slice(start, start + wanted.lengthBytes),
-          sectorCrcs,
-        };
-      },
+      decode: ([crcPart, data]) =>
+        verifyRead(
+          this.address,
+          ref,
+          this.blockSizeBytes,
+          wanted,
+          aligned,
+          data!,
+          decodeCrcList(crcPart!),
+        ),
       damaged: () =>
         new BlockCorruptError(`${this.address}: the reply to a read of ${ref} was damaged`),
     });
@@ -295,11 +290,7 @@ export class TcpPeerClient implements PeerClient {
    */
   async writeBlock(ref: BlockRef, data: Uint8Array, options?: PeerCallOptions): Promise<void> {
     const timeoutMs = this.#timeout(options, this.#limits.writeTimeoutMs);
-    if (data.length > this.blockSizeBytes) {
-      throw new RangeError(
-        `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
-      );
-    }
+    checkWriteLength(this.blockSizeBytes, ref, data.length);
     return await this.#call<void>({
       op: PeerOp.write,
       ref: ref.toBytes(),
@@ -329,15 +320,8 @@ export class TcpPeerClient implements PeerClient {
     options?: PeerCallOptions,
   ): Promise<Uint32Array> {
     const timeoutMs = this.#timeout(options, this.#limits.writeTimeoutMs);
-    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
-    if (
-      expectDigest !== undefined &&
-      !(Number.isInteger(expectDigest) && expectDigest >= 0 && expectDigest <= 0xffff_ffff)
-    ) {
-      throw new RangeError(`Cannot expect digest ${expectDigest}: not a u32`);
-    }
+    checkWriteRange(this.blockSizeBytes, offsetBytes, data.length, expectDigest);
     const crcBytes = crcListBytes(this.blockSizeBytes);
-    const sector = sectorSizeBytes(this.blockSizeBytes);
     return await this.#call<Uint32Array>({
       op: PeerOp.writeRange,
       ref: ref.toBytes(),
@@ -355,18 +339,7 @@ export class TcpPeerClient implements PeerClient {
           : [crcBytes],
       decode: ([crcPart]) => {
         const crcs = decodeCrcList(crcPart!);
-        // Sectors the data covers whole must now hold exactly the data sent.
-        const first = Math.ceil(offsetBytes / sector);
-        const end = Math.floor((offsetBytes + data.length) / sector);
-        for (let i = first; i < end; i++) {
-          const start = i * sector - offsetBytes;
-          if (crc32(data.subarray(start, start + sector)) !== crcs[i]) {
-            throw new BlockCorruptError(
-              `${this.address}: acknowledged a write to ${ref} whose sector ${i} CRC does not ` +
-                "match the data sent",
-            );
-          }
-        }
+        verifyWrittenSectors(this.address, ref, this.blockSizeBytes, offsetBytes, data, crcs);
         return crcs;
       },
       damaged: () => this.#damaged(PeerOp.writeRange),
@@ -449,11 +422,7 @@ export class TcpPeerClient implements PeerClient {
   }
 
   #timeout(options: PeerCallOptions | undefined, defaultMs: number): number {
-    const timeoutMs = options?.timeoutMs ?? defaultMs;
-    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-      throw new RangeError(`Cannot use a timeout of ${timeoutMs} ms`);
-    }
-    return timeoutMs;
+    return checkCallTimeout(options?.timeoutMs ?? defaultMs);
   }
 
   #damaged(op: PeerOp): Error {
