@@ -85,6 +85,7 @@ export interface ClusterNodeOptions {
 export class ClusterNode implements TorusNode {
   readonly metadata: MetadataService;
   readonly location: string;
+  readonly clock: Clock;
   readonly uuid: string;
   readonly global: GlobalMetadata;
   readonly distributor: Distributor;
@@ -119,6 +120,7 @@ export class ClusterNode implements TorusNode {
   ) {
     this.#options = options;
     this.location = options.location;
+    this.clock = options.clock;
     this.metadata = fields.metadata;
     this.uuid = fields.uuid;
     this.global = fields.global;
