@@ -42,8 +42,6 @@ import {
   type IRequestOp,
   type ITxnRequest,
   type ITxnResponse,
-  type IWatchResponse,
-  type Watcher,
 } from "etcd3";
 import { AssertionError } from "../assert.ts";
 import type { Clock } from "../clock.ts";
@@ -78,7 +76,6 @@ import {
 import {
   connectEtcd,
   ETCD_REQUEST_TIMEOUT_MS,
-  ETCD_WATCH_RECONNECT_DELAY_MS_MAX,
   type EtcdTlsFiles,
   isConnectionError,
   NETWORK_CLOCK,
@@ -97,6 +94,7 @@ import {
   ringVersionOf,
 } from "./_etcd_codec.ts";
 import { ETCD_KEY_PREFIX_DEFAULT, EtcdKeys, prefixRangeEnd } from "./_etcd_keys.ts";
+import { revisionOf, RingWatch } from "./_etcd_ring_watch.ts";
 import type {
   GlobalMetadata,
   Lease,
@@ -166,40 +164,6 @@ export interface EtcdMetadataOptions {
    * @default {silentLogger}
    */
   logger?: Logger;
-}
-
-interface RingSubscriber {
-  active: boolean;
-  /** Newest ring version offered; null until the watch knows the current ring. */
-  lastVersion: number | null;
-  callback: (ring: RingRecord) => void;
-}
-
-/** The one etcd watch on the ring key that feeds this instance's subscribers. */
-interface RingWatch {
-  stopped: boolean;
-  watcher: Watcher | null;
-  /** True once the ring as of the watch's start is known. */
-  baselineKnown: boolean;
-  /** Resolves when {@linkcode RingWatch.baselineKnown} becomes true (or the watch stops). */
-  baseline: Promise<void>;
-  resolveBaseline: () => void;
-  /** Newest ring version seen. */
-  lastVersion: number;
-  /** Every change of the ring key up to this revision has been offered. */
-  seenRevision: number;
-  waiters: Set<{ revision: number; resolve: () => void }>;
-  /** Pending retry of a failed read or a cancelled watch. */
-  retryTimer: number | null;
-}
-
-/** A revision or lease id as etcd3 returns them (decimal strings), as a number. */
-function revisionOf(text: string | number): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new SyntaxError(`Cannot read etcd revision ${text}: not a safe integer`);
-  }
-  return value;
 }
 
 function bytes(value: Uint8Array | string): Buffer {
@@ -321,21 +285,6 @@ function isLeaseTaken(error: unknown): boolean {
 }
 
 /**
- * Resolves with `promise`, or with undefined after `timeoutMs` of real time.
- */
-async function within<T>(promise: Promise<T>, timeoutMs: number): Promise<T | undefined> {
-  let timer = 0;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = NETWORK_CLOCK.setTimer(timeoutMs, () => resolve(undefined));
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    NETWORK_CLOCK.clearTimer(timer);
-  }
-}
-
-/**
  * A {@linkcode MetadataService} on etcd.
  *
  * @example Usage
@@ -370,8 +319,7 @@ export class EtcdMetadata implements MetadataService {
   #closed = false;
   /** Tail of the queue of each serialized key. */
   #queues = new Map<string, Promise<void>>();
-  #subscribers = new Set<RingSubscriber>();
-  #ringWatch: RingWatch | null = null;
+  #ringWatch: RingWatch;
 
   private constructor(
     client: Etcd3,
@@ -387,6 +335,12 @@ export class EtcdMetadata implements MetadataService {
     this.uuid = options.uuid ?? crypto.randomUUID();
     this.#logger = options.logger ?? silentLogger;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? ETCD_REQUEST_TIMEOUT_MS;
+    this.#ringWatch = new RingWatch({
+      client,
+      key: keys.ring,
+      logger: this.#logger,
+      where: whereEtcd(endpoints),
+    });
   }
 
   /**
@@ -1084,166 +1038,15 @@ export class EtcdMetadata implements MetadataService {
   }
 
   /**
-   * Calls `callback` with each ring stored after this call, from one etcd
-   * watch per instance that resumes after etcd restarts (and re-reads the
-   * ring on every reconnection, so none is missed). Rings are delivered in
-   * version order; when several are stored while etcd is unreachable, only
-   * the newest may arrive.
+   * Calls `callback` with each ring stored after this call, in version
+   * order, from one etcd watch per instance that resumes after etcd restarts
+   * and re-reads the ring on every reconnection, so none is missed (when
+   * several are stored while etcd is unreachable, only the newest may
+   * arrive). See `_etcd_ring_watch.ts`.
    */
   watchRing(callback: (ring: RingRecord) => void): () => void {
     if (this.#closed) throw new ClosedError(closedMessage(this, "watch the ring"));
-    const subscriber: RingSubscriber = { active: true, lastVersion: null, callback };
-    if (this.#ringWatch === null) {
-      this.#ringWatch = this.#startRingWatch();
-    } else if (this.#ringWatch.baselineKnown) {
-      subscriber.lastVersion = this.#ringWatch.lastVersion;
-    }
-    this.#subscribers.add(subscriber);
-    return () => {
-      subscriber.active = false;
-      this.#subscribers.delete(subscriber);
-      if (this.#subscribers.size === 0 && this.#ringWatch !== null) {
-        this.#stopRingWatch(this.#ringWatch);
-      }
-    };
-  }
-
-  #startRingWatch(): RingWatch {
-    let resolveBaseline = () => {};
-    const baseline = new Promise<void>((resolve) => resolveBaseline = resolve);
-    const watch: RingWatch = {
-      stopped: false,
-      watcher: null,
-      baselineKnown: false,
-      baseline,
-      resolveBaseline,
-      lastVersion: 0,
-      seenRevision: 0,
-      waiters: new Set(),
-      retryTimer: null,
-    };
-    this.#attachWatcher(watch);
-    return watch;
-  }
-
-  /** Creates the etcd watcher of `watch` and wires its events. */
-  #attachWatcher(watch: RingWatch): void {
-    const watcher = this.#client.watch().key(this.#keys.ring).watcher();
-    watch.watcher = watcher;
-    watcher.on("put", (kv: IKeyValue) => {
-      this.#offerRing(watch, new Uint8Array(kv.value), revisionOf(kv.mod_revision));
-    });
-    watcher.on("connected", (response: IWatchResponse) => {
-      // The first time: the ring as of the revision the watch starts after is
-      // the baseline. After a reconnection: anything missed is offered.
-      void this.#resyncRing(watch, revisionOf(response.header.revision));
-    });
-    watcher.on("disconnected", (error: unknown) => {
-      if (watch.stopped) return;
-      this.#logger.log(
-        "warn",
-        `ring watch lost ${this.#where()}: ${firstLine(error)}; reconnecting`,
-      );
-    });
-    watcher.on("error", (error: unknown) => {
-      // etcd cancelled the watch (for example, its revision was compacted).
-      if (watch.stopped || watch.watcher !== watcher) return;
-      this.#logger.log("warn", `ring watch cancelled by etcd: ${firstLine(error)}; restarting`);
-      watch.watcher = null;
-      this.#retryLater(watch, () => this.#attachWatcher(watch));
-    });
-  }
-
-  #retryLater(watch: RingWatch, action: () => void): void {
-    if (watch.stopped || watch.retryTimer !== null) return;
-    watch.retryTimer = NETWORK_CLOCK.setTimer(ETCD_WATCH_RECONNECT_DELAY_MS_MAX, () => {
-      watch.retryTimer = null;
-      if (!watch.stopped) action();
-    });
-  }
-
-  /** Reads the ring at `revision` (the current one when compacted) and offers it. */
-  async #resyncRing(watch: RingWatch, revision: number): Promise<void> {
-    const key = this.#keys.ring;
-    try {
-      let response;
-      try {
-        response = await this.#client.kv.range({ key, revision: String(revision) });
-      } catch (error) {
-        if (!firstLine(error).includes("compacted")) throw error;
-        response = await this.#client.kv.range({ key });
-      }
-      const kv = response.kvs[0];
-      this.#offerRing(
-        watch,
-        kv === undefined ? null : new Uint8Array(kv.value),
-        Math.max(revision, revisionOf(kv?.mod_revision ?? 0)),
-        true,
-      );
-    } catch (error) {
-      if (watch.stopped) return;
-      this.#logger.log("warn", `cannot read the ring from ${this.#where()}: ${firstLine(error)}`);
-      this.#retryLater(watch, () => void this.#resyncRing(watch, revision));
-    }
-  }
-
-  /**
-   * Offers a stored ring (null: none) to the subscribers. Baseline offers set
-   * the starting point of subscribers that have none; rings newer than a
-   * subscriber's last one are delivered.
-   */
-  #offerRing(watch: RingWatch, value: Uint8Array | null, revision: number, baseline = false) {
-    if (watch.stopped) return;
-    let version = 0;
-    if (value !== null) {
-      try {
-        version = ringVersionOf(value);
-      } catch (error) {
-        // As the original: a corrupt ring is reported and the current one kept.
-        this.#logger.log("error", `ignoring an unreadable ring: ${firstLine(error)}`);
-        value = null;
-      }
-    }
-    for (const subscriber of this.#subscribers) {
-      if (!subscriber.active) continue;
-      if (subscriber.lastVersion === null && baseline) {
-        subscriber.lastVersion = version;
-        continue;
-      }
-      if (value === null || version <= (subscriber.lastVersion ?? 0)) continue;
-      subscriber.lastVersion = version;
-      const ring: RingRecord = { version, bytes: value.slice() };
-      queueMicrotask(() => {
-        if (subscriber.active) subscriber.callback(ring);
-      });
-    }
-    watch.lastVersion = Math.max(watch.lastVersion, version);
-    watch.seenRevision = Math.max(watch.seenRevision, revision);
-    if (baseline && !watch.baselineKnown) {
-      watch.baselineKnown = true;
-      watch.resolveBaseline();
-    }
-    for (const waiter of watch.waiters) {
-      if (waiter.revision <= watch.seenRevision) {
-        watch.waiters.delete(waiter);
-        waiter.resolve();
-      }
-    }
-  }
-
-  #stopRingWatch(watch: RingWatch): Promise<void> {
-    watch.stopped = true;
-    if (this.#ringWatch === watch) this.#ringWatch = null;
-    if (watch.retryTimer !== null) NETWORK_CLOCK.clearTimer(watch.retryTimer);
-    watch.resolveBaseline();
-    for (const waiter of watch.waiters) waiter.resolve();
-    watch.waiters.clear();
-    const watcher = watch.watcher;
-    watch.watcher = null;
-    if (watcher === null) return Promise.resolve();
-    return watcher.cancel().catch((error: unknown) => {
-      this.#logger.log("debug", `ring watch cancellation: ${firstLine(error)}`);
-    });
+    return this.#ringWatch.subscribe(callback);
   }
 
   /**
@@ -1256,25 +1059,19 @@ export class EtcdMetadata implements MetadataService {
    * within {@linkcode ETCD_RING_SYNC_TIMEOUT_MS}.
    */
   syncRingWatchers(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     const operation = "synchronize the ring watchers";
-    const watch = this.#ringWatch;
-    if (this.#closed || watch === null) return Promise.resolve();
     return this.#call(operation, async () => {
-      const timeout = () =>
-        new MetadataUnavailableError(
+      const currentRevision = async () => {
+        const [[kv]] = await this.#read(op.get(this.#keys.ring));
+        return kv === undefined ? 0 : revisionOf(kv.mod_revision);
+      };
+      if (!await this.#ringWatch.caughtUp(currentRevision, ETCD_RING_SYNC_TIMEOUT_MS)) {
+        throw new MetadataUnavailableError(
           `Cannot ${operation}: the ring watch on ${this.#where()} did not catch up within ` +
             `${ETCD_RING_SYNC_TIMEOUT_MS} ms`,
         );
-      if ((await within(watch.baseline.then(() => true), ETCD_RING_SYNC_TIMEOUT_MS)) !== true) {
-        throw timeout();
       }
-      const [[kv]] = await this.#read(op.get(this.#keys.ring));
-      const revision = kv === undefined ? 0 : revisionOf(kv.mod_revision);
-      if (watch.stopped || watch.seenRevision >= revision) return;
-      const caughtUp = new Promise<true>((resolve) => {
-        watch.waiters.add({ revision, resolve: () => resolve(true) });
-      });
-      if ((await within(caughtUp, ETCD_RING_SYNC_TIMEOUT_MS)) !== true) throw timeout();
     });
   }
 
@@ -1285,11 +1082,7 @@ export class EtcdMetadata implements MetadataService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const subscriber of this.#subscribers) subscriber.active = false;
-    this.#subscribers.clear();
-    if (this.#ringWatch !== null) {
-      await within(this.#stopRingWatch(this.#ringWatch), ETCD_CLOSE_TIMEOUT_MS);
-    }
+    await this.#ringWatch.close(ETCD_CLOSE_TIMEOUT_MS);
     this.#client.close();
   }
 }

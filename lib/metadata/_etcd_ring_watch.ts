@@ -1,0 +1,283 @@
+/**
+ * The ring watch of {@linkcode EtcdMetadata}: one etcd watch on the ring key
+ * per instance, however many callers subscribe, started with the first
+ * subscriber and cancelled with the last.
+ *
+ * What a subscriber hears: every ring stored after it subscribed, in version
+ * order, each once. The starting point is exact for the first subscriber:
+ * the ring is read at the revision the etcd watch starts after, so a ring
+ * stored while the watch is being set up is delivered, not taken for the
+ * current one. Later subscribers start from the newest ring the watch has
+ * seen.
+ *
+ * Outages: etcd3 re-creates a broken watch from the last revision it saw
+ * (replaying what was missed); on every reconnection the ring is also read
+ * again, and a watch that etcd cancels (for example because its revision was
+ * compacted) is re-created, so a ring stored during an outage is delivered
+ * once etcd is back. Corrupt rings are logged and skipped, as in the
+ * original.
+ *
+ * @module
+ */
+import type { Buffer } from "node:buffer";
+import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from "etcd3";
+import type { Logger } from "../log.ts";
+import { ETCD_WATCH_RECONNECT_DELAY_MS_MAX, NETWORK_CLOCK } from "./_etcd_client.ts";
+import { ringVersionOf } from "./_etcd_codec.ts";
+import type { RingRecord } from "./metadata_service.ts";
+
+interface Subscriber {
+  active: boolean;
+  /** Newest ring version offered; null until the watch knows the current ring. */
+  lastVersion: number | null;
+  callback: (ring: RingRecord) => void;
+}
+
+/** One etcd watch on the ring key, and what it has offered so far. */
+interface Session {
+  stopped: boolean;
+  watcher: Watcher | null;
+  /** True once the ring as of the watch's start is known. */
+  baselineKnown: boolean;
+  /** Resolves when the baseline is known or the session stops. */
+  baseline: Promise<void>;
+  resolveBaseline: () => void;
+  /** Newest ring version seen. */
+  lastVersion: number;
+  /** Every change of the ring key up to this revision has been offered. */
+  seenRevision: number;
+  waiters: Set<{ revision: number; resolve: () => void }>;
+  /** Pending retry of a failed read or of a cancelled watch. */
+  retryTimer: number | null;
+}
+
+/** A revision as etcd3 returns them (decimal strings), as a number. */
+export function revisionOf(text: string | number): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new SyntaxError(`Cannot read etcd revision ${text}: not a safe integer`);
+  }
+  return value;
+}
+
+function firstLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split("\n")[0]!;
+}
+
+/** Resolves with `promise`, or with `fallback` after `timeoutMs` of real time. */
+export async function within<T, F>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  fallback: F,
+): Promise<T | F> {
+  let timer = 0;
+  const timeout = new Promise<F>((resolve) => {
+    timer = NETWORK_CLOCK.setTimer(timeoutMs, () => resolve(fallback));
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    NETWORK_CLOCK.clearTimer(timer);
+  }
+}
+
+/** Options of {@linkcode RingWatch}. */
+export interface RingWatchOptions {
+  client: Etcd3;
+  /** The ring key. */
+  key: Buffer;
+  logger: Logger;
+  /** Where etcd is, for log lines. */
+  where: string;
+}
+
+/** The subscribers of one instance and the etcd watch that feeds them. */
+export class RingWatch {
+  #client: Etcd3;
+  #key: Buffer;
+  #logger: Logger;
+  #where: string;
+  #subscribers = new Set<Subscriber>();
+  #session: Session | null = null;
+  #closed = false;
+
+  constructor(options: RingWatchOptions) {
+    this.#client = options.client;
+    this.#key = options.key;
+    this.#logger = options.logger;
+    this.#where = options.where;
+  }
+
+  /** Calls `callback` with each newer ring; returns the function that stops it. */
+  subscribe(callback: (ring: RingRecord) => void): () => void {
+    const subscriber: Subscriber = { active: true, lastVersion: null, callback };
+    if (this.#session === null) {
+      this.#session = this.#start();
+    } else if (this.#session.baselineKnown) {
+      subscriber.lastVersion = this.#session.lastVersion;
+    }
+    this.#subscribers.add(subscriber);
+    return () => {
+      subscriber.active = false;
+      this.#subscribers.delete(subscriber);
+      if (this.#subscribers.size === 0 && this.#session !== null) {
+        void this.#stop(this.#session);
+      }
+    };
+  }
+
+  /**
+   * Resolves true once every subscriber has been offered the ring stored at
+   * `revision` (the ring key's current modification revision), false after
+   * `timeoutMs` of real time. True at once without subscribers.
+   */
+  async caughtUp(revision: () => Promise<number>, timeoutMs: number): Promise<boolean> {
+    const session = this.#session;
+    if (session === null) return true;
+    if (!await within(session.baseline.then(() => true), timeoutMs, false)) return false;
+    const target = await revision();
+    if (session.stopped || session.seenRevision >= target) return true;
+    const offered = new Promise<true>((resolve) => {
+      session.waiters.add({ revision: target, resolve: () => resolve(true) });
+    });
+    return await within(offered, timeoutMs, false);
+  }
+
+  /** Stops every subscriber and cancels the etcd watch (waiting at most `timeoutMs`). */
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const subscriber of this.#subscribers) subscriber.active = false;
+    this.#subscribers.clear();
+    if (this.#session !== null) await within(this.#stop(this.#session), timeoutMs, undefined);
+  }
+
+  #start(): Session {
+    let resolveBaseline = () => {};
+    const baseline = new Promise<void>((resolve) => resolveBaseline = resolve);
+    const session: Session = {
+      stopped: false,
+      watcher: null,
+      baselineKnown: false,
+      baseline,
+      resolveBaseline,
+      lastVersion: 0,
+      seenRevision: 0,
+      waiters: new Set(),
+      retryTimer: null,
+    };
+    this.#attach(session);
+    return session;
+  }
+
+  /** Creates the etcd watcher of `session` and wires its events. */
+  #attach(session: Session): void {
+    const watcher = this.#client.watch().key(this.#key).watcher();
+    session.watcher = watcher;
+    watcher.on("put", (kv: IKeyValue) => {
+      this.#offer(session, new Uint8Array(kv.value), revisionOf(kv.mod_revision), false);
+    });
+    watcher.on("connected", (response: IWatchResponse) => {
+      // The first time, the ring at the revision the watch starts after is
+      // the baseline; after a reconnection, whatever was missed is offered.
+      void this.#resync(session, revisionOf(response.header.revision));
+    });
+    watcher.on("disconnected", (error: unknown) => {
+      if (session.stopped) return;
+      this.#logger.log("warn", `ring watch lost ${this.#where}: ${firstLine(error)}; reconnecting`);
+    });
+    watcher.on("error", (error: unknown) => {
+      if (session.stopped || session.watcher !== watcher) return;
+      this.#logger.log("warn", `ring watch cancelled by etcd: ${firstLine(error)}; restarting`);
+      session.watcher = null;
+      this.#retryLater(session, () => this.#attach(session));
+    });
+  }
+
+  #retryLater(session: Session, action: () => void): void {
+    if (session.stopped || session.retryTimer !== null) return;
+    session.retryTimer = NETWORK_CLOCK.setTimer(ETCD_WATCH_RECONNECT_DELAY_MS_MAX, () => {
+      session.retryTimer = null;
+      if (!session.stopped) action();
+    });
+  }
+
+  /** Reads the ring at `revision` (the current one when compacted) and offers it. */
+  async #resync(session: Session, revision: number): Promise<void> {
+    const key = this.#key;
+    try {
+      let response;
+      try {
+        response = await this.#client.kv.range({ key, revision: String(revision) });
+      } catch (error) {
+        if (!firstLine(error).includes("compacted")) throw error;
+        response = await this.#client.kv.range({ key });
+      }
+      const kv = response.kvs[0];
+      const value = kv === undefined ? null : new Uint8Array(kv.value);
+      this.#offer(session, value, Math.max(revision, revisionOf(kv?.mod_revision ?? 0)), true);
+    } catch (error) {
+      if (session.stopped) return;
+      this.#logger.log("warn", `cannot read the ring from ${this.#where}: ${firstLine(error)}`);
+      this.#retryLater(session, () => void this.#resync(session, revision));
+    }
+  }
+
+  /**
+   * Offers a stored ring (null: none) seen at `revision`. A baseline sets the
+   * starting point of subscribers without one; rings newer than a
+   * subscriber's last are delivered, each in its own microtask.
+   */
+  #offer(session: Session, value: Uint8Array | null, revision: number, baseline: boolean) {
+    if (session.stopped) return;
+    let version = 0;
+    if (value !== null) {
+      try {
+        version = ringVersionOf(value);
+      } catch (error) {
+        this.#logger.log("error", `ignoring an unreadable ring: ${firstLine(error)}`);
+        value = null;
+      }
+    }
+    for (const subscriber of this.#subscribers) {
+      if (subscriber.lastVersion === null && baseline) {
+        subscriber.lastVersion = version;
+        continue;
+      }
+      if (value === null || version <= (subscriber.lastVersion ?? 0)) continue;
+      subscriber.lastVersion = version;
+      const ring: RingRecord = { version, bytes: value.slice() };
+      queueMicrotask(() => {
+        if (subscriber.active) subscriber.callback(ring);
+      });
+    }
+    session.lastVersion = Math.max(session.lastVersion, version);
+    session.seenRevision = Math.max(session.seenRevision, revision);
+    if (baseline && !session.baselineKnown) {
+      session.baselineKnown = true;
+      session.resolveBaseline();
+    }
+    for (const waiter of session.waiters) {
+      if (waiter.revision <= session.seenRevision) {
+        session.waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+
+  #stop(session: Session): Promise<void> {
+    session.stopped = true;
+    if (this.#session === session) this.#session = null;
+    if (session.retryTimer !== null) NETWORK_CLOCK.clearTimer(session.retryTimer);
+    session.resolveBaseline();
+    for (const waiter of session.waiters) waiter.resolve();
+    session.waiters.clear();
+    const watcher = session.watcher;
+    session.watcher = null;
+    if (watcher === null) return Promise.resolve();
+    return watcher.cancel().catch((error: unknown) => {
+      this.#logger.log("debug", `ring watch cancellation: ${firstLine(error)}`);
+    });
+  }
+}
