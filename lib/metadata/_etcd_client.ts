@@ -21,6 +21,8 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
+import tls from "node:tls";
 import {
   type CallContext,
   Etcd3,
@@ -194,6 +196,34 @@ export function isConnectionError(error: unknown): boolean {
     (error instanceof Error && isRecoverableError(error));
 }
 
+let ipServernamesDropped = false;
+
+/**
+ * grpc-js passes the endpoint's host as the TLS `servername`, IP addresses
+ * included. RFC 6066 forbids an IP address there: Node ignores one (with a
+ * deprecation warning), Deno's `node:tls` throws, so an etcd endpoint given
+ * as an IP address could not use TLS. This wraps `node:tls` `connect`, once
+ * per process, to drop an IP-address servername; the certificate is then
+ * checked against the host, which is that same address.
+ */
+function dropIpServernames(): void {
+  if (ipServernamesDropped) return;
+  ipServernamesDropped = true;
+  const connect = tls.connect;
+  const wrapped = function (this: unknown, ...args: unknown[]) {
+    const [options] = args;
+    if (
+      typeof options === "object" && options !== null && "servername" in options &&
+      typeof options.servername === "string" && isIP(options.servername) !== 0
+    ) {
+      const { servername: _, ...rest } = options;
+      args[0] = rest;
+    }
+    return (connect as (...args: unknown[]) => tls.TLSSocket).apply(this, args);
+  };
+  tls.connect = wrapped as typeof tls.connect;
+}
+
 async function readPem(what: string, path: string): Promise<Buffer> {
   try {
     return Buffer.from(await Deno.readFile(path));
@@ -238,6 +268,7 @@ export async function connectEtcd(options: EtcdConnectionOptions): Promise<EtcdC
   }
   let credentials: IOptions["credentials"];
   if (secure) {
+    dropIpServernames();
     credentials = {
       // grpc uses the system's roots when no CA is given; etcd3's type insists on one.
       rootCertificate: tls?.caFile === undefined

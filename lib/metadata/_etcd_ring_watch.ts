@@ -3,12 +3,15 @@
  * per instance, however many callers subscribe, started with the first
  * subscriber and cancelled with the last.
  *
- * What a subscriber hears: every ring stored after it subscribed, in version
- * order, each once. The starting point is exact for the first subscriber:
- * the ring is read at the revision the etcd watch starts after, so a ring
- * stored while the watch is being set up is delivered, not taken for the
- * current one. Later subscribers start from the newest ring the watch has
- * seen.
+ * What a subscriber hears: every ring newer than the newest one this
+ * instance had observed when it subscribed (through `initialize`, `getRing`,
+ * `setRing` or the watch), in version order, each once. The etcd watch
+ * starts right after the revision at which that ring was observed, so rings
+ * stored while the watch connects (or fails over, or backs off) are replayed
+ * by etcd, never lost. An instance that observed no ring yet reads it first,
+ * and that read is the starting point: a ring stored by another client in the
+ * same round trip counts as current. To miss nothing after a known ring,
+ * call `getRing()` before `watchRing()`.
  *
  * Outages: etcd3 re-creates a broken watch from the last revision it saw
  * (replaying what was missed); on every reconnection the ring is also read
@@ -37,13 +40,9 @@ interface Subscriber {
 interface Session {
   stopped: boolean;
   watcher: Watcher | null;
-  /** True once the ring as of the watch's start is known. */
-  baselineKnown: boolean;
   /** Resolves when the baseline is known or the session stops. */
   baseline: Promise<void>;
   resolveBaseline: () => void;
-  /** Newest ring version seen. */
-  lastVersion: number;
   /** Every change of the ring key up to this revision has been offered. */
   seenRevision: number;
   waiters: Set<{ revision: number; resolve: () => void }>;
@@ -82,6 +81,12 @@ export async function within<T, F>(
   }
 }
 
+/** A ring version and the etcd revision at which it was the stored ring. */
+interface Observation {
+  version: number;
+  revision: number;
+}
+
 /** Options of {@linkcode RingWatch}. */
 export interface RingWatchOptions {
   client: Etcd3;
@@ -100,6 +105,7 @@ export class RingWatch {
   #where: string;
   #subscribers = new Set<Subscriber>();
   #session: Session | null = null;
+  #observed: Observation | null = null;
   #closed = false;
 
   constructor(options: RingWatchOptions) {
@@ -109,15 +115,29 @@ export class RingWatch {
     this.#where = options.where;
   }
 
+  /**
+   * Records that ring `version` was the stored ring at etcd `revision` (a
+   * response's header revision): the starting point of later subscribers.
+   */
+  observe(version: number, revision: number): void {
+    const observed = this.#observed;
+    if (
+      observed === null || version > observed.version ||
+      (version === observed.version && revision > observed.revision)
+    ) {
+      this.#observed = { version, revision };
+    }
+  }
+
   /** Calls `callback` with each newer ring; returns the function that stops it. */
   subscribe(callback: (ring: RingRecord) => void): () => void {
-    const subscriber: Subscriber = { active: true, lastVersion: null, callback };
-    if (this.#session === null) {
-      this.#session = this.#start();
-    } else if (this.#session.baselineKnown) {
-      subscriber.lastVersion = this.#session.lastVersion;
-    }
+    const subscriber: Subscriber = {
+      active: true,
+      lastVersion: this.#observed?.version ?? null,
+      callback,
+    };
     this.#subscribers.add(subscriber);
+    if (this.#session === null) this.#session = this.#start();
     return () => {
       subscriber.active = false;
       this.#subscribers.delete(subscriber);
@@ -159,28 +179,73 @@ export class RingWatch {
     const session: Session = {
       stopped: false,
       watcher: null,
-      baselineKnown: false,
       baseline,
       resolveBaseline,
-      lastVersion: 0,
       seenRevision: 0,
       waiters: new Set(),
       retryTimer: null,
     };
-    this.#attach(session);
+    const observed = this.#observed;
+    if (observed === null) {
+      void this.#readBaseline(session);
+    } else {
+      this.#markBaseline(session, observed);
+      this.#attach(session, observed.revision + 1);
+    }
     return session;
   }
 
-  /** Creates the etcd watcher of `session` and wires its events. */
-  #attach(session: Session): void {
-    const watcher = this.#client.watch().key(this.#key).watcher();
+  #markBaseline(session: Session, observed: Observation): void {
+    session.seenRevision = observed.revision;
+    session.resolveBaseline();
+  }
+
+  /** Reads the ring (retrying while etcd is away), then starts the watch after it. */
+  async #readBaseline(session: Session): Promise<void> {
+    try {
+      const response = await this.#client.kv.range({ key: this.#key });
+      if (session.stopped) return;
+      const kv = response.kvs[0];
+      const version = kv === undefined ? 0 : this.#versionOf(new Uint8Array(kv.value));
+      this.observe(version ?? 0, revisionOf(response.header.revision));
+      const observed = this.#observed!;
+      for (const subscriber of this.#subscribers) subscriber.lastVersion ??= observed.version;
+      this.#markBaseline(session, observed);
+      this.#attach(session, observed.revision + 1);
+    } catch (error) {
+      if (session.stopped) return;
+      this.#logger.log("warn", `cannot read the ring from ${this.#where}: ${firstLine(error)}`);
+      this.#retryLater(session, () => void this.#readBaseline(session));
+    }
+  }
+
+  /** The version of stored ring bytes, or null (logged) when they are not a ring. */
+  #versionOf(value: Uint8Array): number | null {
+    try {
+      return ringVersionOf(value);
+    } catch (error) {
+      // As the original: a corrupt ring is reported and the current one kept.
+      this.#logger.log("error", `ignoring an unreadable ring: ${firstLine(error)}`);
+      return null;
+    }
+  }
+
+  /**
+   * Creates the etcd watcher of `session`, from `startRevision` (or from now
+   * when null), and wires its events.
+   */
+  #attach(session: Session, startRevision: number | null): void {
+    const builder = this.#client.watch().key(this.#key);
+    if (startRevision !== null) builder.startRevision(String(startRevision));
+    const watcher = builder.watcher();
     session.watcher = watcher;
     watcher.on("put", (kv: IKeyValue) => {
-      this.#offer(session, new Uint8Array(kv.value), revisionOf(kv.mod_revision), false);
+      this.#offer(session, new Uint8Array(kv.value), revisionOf(kv.mod_revision));
     });
     watcher.on("connected", (response: IWatchResponse) => {
-      // The first time, the ring at the revision the watch starts after is
-      // the baseline; after a reconnection, whatever was missed is offered.
+      // After a reconnection etcd3 resumes from the last revision it saw;
+      // reading the ring as well covers what a compaction or a second break
+      // in the replay would lose.
       void this.#resync(session, revisionOf(response.header.revision));
     });
     watcher.on("disconnected", (error: unknown) => {
@@ -191,7 +256,7 @@ export class RingWatch {
       if (session.stopped || session.watcher !== watcher) return;
       this.#logger.log("warn", `ring watch cancelled by etcd: ${firstLine(error)}; restarting`);
       session.watcher = null;
-      this.#retryLater(session, () => this.#attach(session));
+      this.#retryLater(session, () => this.#attach(session, null));
     });
   }
 
@@ -216,7 +281,7 @@ export class RingWatch {
       }
       const kv = response.kvs[0];
       const value = kv === undefined ? null : new Uint8Array(kv.value);
-      this.#offer(session, value, Math.max(revision, revisionOf(kv?.mod_revision ?? 0)), true);
+      this.#offer(session, value, Math.max(revision, revisionOf(kv?.mod_revision ?? 0)));
     } catch (error) {
       if (session.stopped) return;
       this.#logger.log("warn", `cannot read the ring from ${this.#where}: ${firstLine(error)}`);
@@ -225,39 +290,24 @@ export class RingWatch {
   }
 
   /**
-   * Offers a stored ring (null: none) seen at `revision`. A baseline sets the
-   * starting point of subscribers without one; rings newer than a
+   * Offers a stored ring (null: none) seen at `revision`: rings newer than a
    * subscriber's last are delivered, each in its own microtask.
    */
-  #offer(session: Session, value: Uint8Array | null, revision: number, baseline: boolean) {
+  #offer(session: Session, value: Uint8Array | null, revision: number): void {
     if (session.stopped) return;
-    let version = 0;
-    if (value !== null) {
-      try {
-        version = ringVersionOf(value);
-      } catch (error) {
-        this.#logger.log("error", `ignoring an unreadable ring: ${firstLine(error)}`);
-        value = null;
-      }
-    }
-    for (const subscriber of this.#subscribers) {
-      if (subscriber.lastVersion === null && baseline) {
+    const version = value === null ? null : this.#versionOf(value);
+    if (value !== null && version !== null) {
+      this.observe(version, revision);
+      for (const subscriber of this.#subscribers) {
+        if (version <= (subscriber.lastVersion ?? Infinity)) continue;
         subscriber.lastVersion = version;
-        continue;
+        const ring: RingRecord = { version, bytes: value.slice() };
+        queueMicrotask(() => {
+          if (subscriber.active) subscriber.callback(ring);
+        });
       }
-      if (value === null || version <= (subscriber.lastVersion ?? 0)) continue;
-      subscriber.lastVersion = version;
-      const ring: RingRecord = { version, bytes: value.slice() };
-      queueMicrotask(() => {
-        if (subscriber.active) subscriber.callback(ring);
-      });
     }
-    session.lastVersion = Math.max(session.lastVersion, version);
     session.seenRevision = Math.max(session.seenRevision, revision);
-    if (baseline && !session.baselineKnown) {
-      session.baselineKnown = true;
-      session.resolveBaseline();
-    }
     for (const waiter of session.waiters) {
       if (waiter.revision <= session.seenRevision) {
         session.waiters.delete(waiter);

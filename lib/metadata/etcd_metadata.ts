@@ -264,12 +264,12 @@ function translateError(operation: string, endpoints: readonly string[], error: 
   }
   if (isConnectionError(error)) {
     return new MetadataUnavailableError(
-      `Cannot ${operation}: ${whereEtcd(endpoints)} is unreachable: ${firstLine(error)}`,
+      `Cannot ${operation}: ${whereEtcd(endpoints)} is unreachable: ${describeError(error)}`,
       { cause: error },
     );
   }
   return new TorusError(
-    `Cannot ${operation}: ${whereEtcd(endpoints)} refused it: ${firstLine(error)}`,
+    `Cannot ${operation}: ${whereEtcd(endpoints)} refused it: ${describeError(error)}`,
     { cause: error },
   );
 }
@@ -277,6 +277,17 @@ function translateError(operation: string, endpoints: readonly string[], error: 
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.split("\n")[0]!;
+}
+
+/**
+ * What went wrong, in one line: grpc's "14 UNAVAILABLE: No connection
+ * established. Last error: X (time). Resolution note: " becomes "X".
+ */
+function describeError(error: unknown): string {
+  const line = firstLine(error);
+  const cause = /Last error: (?<cause>.*?)(?: \(\d{4}-[^)]*\))?\.?(?: Resolution note:.*)?$/
+    .exec(line)?.groups?.cause;
+  return cause ?? line.replace(/\.? ?Resolution note:.*$/, "");
 }
 
 /** True for etcd's "lease already exists" (an id another program chose). */
@@ -479,6 +490,7 @@ export class EtcdMetadata implements MetadataService {
       if (!response.succeeded) {
         throw new AlreadyExistsError("Cannot initialize metadata: it is already initialized");
       }
+      this.#ringWatch.observe(ring.version, revisionOf(response.header.revision));
     });
   }
 
@@ -988,12 +1000,15 @@ export class EtcdMetadata implements MetadataService {
    */
   getRing(): Promise<RingRecord> {
     return this.#call("read the ring", async () => {
-      const [[kv]] = await this.#read(op.get(this.#keys.ring));
+      const response = await this.#client.kv.range({ key: this.#keys.ring });
+      const kv = response.kvs[0];
       if (kv === undefined) {
         throw new NotInitializedError("Cannot read the ring: the metadata is not initialized");
       }
       const ringBytes = new Uint8Array(kv.value);
-      return { version: ringVersionOf(ringBytes), bytes: ringBytes };
+      const version = ringVersionOf(ringBytes);
+      this.#ringWatch.observe(version, revisionOf(response.header.revision));
+      return { version, bytes: ringBytes };
     });
   }
 
@@ -1028,7 +1043,10 @@ export class EtcdMetadata implements MetadataService {
           compare: [when.modifiedAt(key, revisionOf(kv.mod_revision))],
           success: [op.put(key, ring.bytes)],
         });
-        if (response.succeeded) return;
+        if (response.succeeded) {
+          this.#ringWatch.observe(ring.version, revisionOf(response.header.revision));
+          return;
+        }
       }
       throw new ConflictError(
         `Cannot set ring version ${ring.version}: the ring kept changing ` +
@@ -1038,11 +1056,12 @@ export class EtcdMetadata implements MetadataService {
   }
 
   /**
-   * Calls `callback` with each ring stored after this call, in version
-   * order, from one etcd watch per instance that resumes after etcd restarts
-   * and re-reads the ring on every reconnection, so none is missed (when
-   * several are stored while etcd is unreachable, only the newest may
-   * arrive). See `_etcd_ring_watch.ts`.
+   * Calls `callback` with each ring newer than the newest this instance has
+   * observed (by `initialize`, `getRing`, `setRing` or a watch), in version
+   * order, each once; an instance that observed none reads the ring first.
+   * One etcd watch per instance feeds every callback; it starts right after
+   * the observed ring, so nothing stored meanwhile is lost, and it resumes
+   * after etcd restarts. See `_etcd_ring_watch.ts`.
    */
   watchRing(callback: (ring: RingRecord) => void): () => void {
     if (this.#closed) throw new ClosedError(closedMessage(this, "watch the ring"));
