@@ -14,7 +14,14 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { ETCD_ENDPOINT_DEFAULT } from "../metadata/etcd_endpoints.ts";
 import type { EtcdMetadataOptions } from "../metadata/etcd_metadata.ts";
-import { type EtcdSettings, PROFILE_DEFAULT, resolveEtcdSettings } from "./profile.ts";
+import {
+  defaultConfigPath,
+  type EtcdProfile,
+  type EtcdSettings,
+  homeDirectory,
+  PROFILE_DEFAULT,
+  resolveEtcdSettings,
+} from "./profile.ts";
 
 /** The shared etcd flags, to spread into a command's (or the root's) flags. */
 export const ETCD_FLAGS: Record<string, FlagSpec> = {
@@ -77,6 +84,32 @@ export function etcdSettingsFromFlags(flags: Invocation["flags"]): EtcdSettings 
     if (value !== undefined) settings[field] = value;
   }
   return settings;
+}
+
+/**
+ * The config file the flags name: `--config`, else `~/.torus/config.json`.
+ *
+ * @param home Where `~/.torus` is; `$HOME` by default.
+ * @throws {Deno.errors.NotFound} when neither `--config` nor a home is known.
+ */
+export function configPathFromFlags(flags: Invocation["flags"], home?: string): string {
+  return stringFlag(flags, "config") ?? defaultConfigPath(home ?? homeDirectory());
+}
+
+/** The profile the flags name: `--profile`, else {@linkcode PROFILE_DEFAULT}. */
+export function profileFromFlags(flags: Invocation["flags"]): string {
+  return stringFlag(flags, "profile") ?? PROFILE_DEFAULT;
+}
+
+/** The profile the etcd flags describe, for `torusctl config` to save (unset fields omitted). */
+export function profileFromEtcdFlags(flags: Invocation["flags"]): EtcdProfile {
+  const settings = etcdSettingsFromFlags(flags);
+  return {
+    ...(settings.etcd === undefined ? {} : { etcd: settings.etcd }),
+    ...(settings.caFile === undefined ? {} : { "etcd-ca-file": settings.caFile }),
+    ...(settings.certFile === undefined ? {} : { "etcd-cert-file": settings.certFile }),
+    ...(settings.keyFile === undefined ? {} : { "etcd-key-file": settings.keyFile }),
+  };
 }
 
 /** Options of {@linkcode etcdOptionsFromFlags}. */

@@ -178,6 +178,11 @@ export async function readCliConfig(path: string): Promise<CliConfig | null> {
   return checkConfig(path, value);
 }
 
+/** The config as the file holds it: JSON indented with tabs, as the original wrote it. */
+export function formatCliConfig(config: CliConfig): string {
+  return JSON.stringify(config, null, "\t") + "\n";
+}
+
 /**
  * Writes the config file, pretty-printed with tabs as the original: the
  * directory is created 0700 when missing, and the file replaced atomically
@@ -186,7 +191,7 @@ export async function readCliConfig(path: string): Promise<CliConfig | null> {
 export async function writeCliConfig(path: string, config: CliConfig): Promise<void> {
   const directory = dirname(path);
   await Deno.mkdir(directory, { recursive: true, mode: CONFIG_DIR_MODE });
-  const text = JSON.stringify(checkConfig(path, config), null, "\t") + "\n";
+  const text = formatCliConfig(checkConfig(path, config));
   const temporary = join(directory, `.${CONFIG_FILE_NAME}.${crypto.randomUUID()}.tmp`);
   try {
     await Deno.writeTextFile(temporary, text, { mode: CONFIG_FILE_MODE, createNew: true });
