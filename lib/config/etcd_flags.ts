@@ -114,11 +114,13 @@ export function profileFromEtcdFlags(flags: Invocation["flags"]): EtcdProfile {
 
 /** Options of {@linkcode etcdOptionsFromFlags}. */
 export interface EtcdFlagOptions {
+  /** Time source of the metadata service. */
   clock: Clock;
   /** This process's identity. */
   uuid?: string;
   /** Where `~/.torus` is. @default {$HOME} */
   home?: string;
+  /** Where the metadata service reports watch disconnections. */
   logger?: Logger;
 }
 

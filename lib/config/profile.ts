@@ -45,13 +45,17 @@ export const CONFIG_FILE_BYTES_MAX = 1024 * 1024;
 export interface EtcdProfile {
   /** Endpoints, comma-separated. */
   etcd?: string;
+  /** CA bundle that signed etcd's certificate. */
   "etcd-ca-file"?: string;
+  /** Client certificate. */
   "etcd-cert-file"?: string;
+  /** Key of the client certificate. */
   "etcd-key-file"?: string;
 }
 
 /** The config file's contents. */
 export interface CliConfig {
+  /** Profiles by name. */
   etcd_config: Record<string, EtcdProfile>;
 }
 
@@ -62,8 +66,11 @@ const PROFILE_FIELDS = ["etcd", "etcd-ca-file", "etcd-cert-file", "etcd-key-file
 export interface EtcdSettings {
   /** Endpoints, comma-separated (`--etcd`). */
   etcd?: string;
+  /** CA bundle (`--etcd-ca-file`). */
   caFile?: string;
+  /** Client certificate (`--etcd-cert-file`). */
   certFile?: string;
+  /** Key of the client certificate (`--etcd-key-file`). */
   keyFile?: string;
   /** The config file (`--config`); `~/.torus/config.json` when it exists otherwise. */
   config?: string;
@@ -73,6 +80,7 @@ export interface EtcdSettings {
 
 /** Where the etcd of a command is, after flags, profile and defaults. */
 export interface ResolvedEtcdSettings {
+  /** Endpoints as written (normalized when connecting). */
   endpoints: string[];
   /** TLS files, when any is set. */
   tls?: EtcdTlsFiles;

@@ -57,12 +57,15 @@ const PORT_TAKEN_PATTERN = /address already in use/;
 export interface EtcdTestPki {
   /** The CA that signed the server and the client certificate. */
   caFile: string;
+  /** The CA's key (to sign more certificates). */
   caKeyFile: string;
   /** Server certificate for 127.0.0.1 and localhost. */
   serverCertFile: string;
+  /** The server certificate's key. */
   serverKeyFile: string;
   /** Client certificate (for `--client-cert-auth`). */
   certFile: string;
+  /** The client certificate's key. */
   keyFile: string;
 }
 

@@ -25,6 +25,7 @@ export interface EtcdEndpoint {
   scheme: "http" | "https" | null;
   /** Host name or address; IPv6 addresses keep their brackets. */
   host: string;
+  /** TCP port. */
   port: number;
 }
 

@@ -453,7 +453,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {NotInitializedError} before `initialize`. */
+  /**
+   * Reads `meta/globalmetadata`.
+   * @throws {NotInitializedError} before `initialize`.
+   */
   globalMetadata(): Promise<GlobalMetadata> {
     return this.#call("read global metadata", async () => {
       const [[kv]] = await this.#read(op.get(this.#keys.globalMetadata));
@@ -548,7 +551,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {VolumeNotFoundError} */
+  /**
+   * Reads `volumes/<name>`, then the registry entry of that id.
+   * @throws {VolumeNotFoundError}
+   */
   getVolume(name: string): Promise<VolumeInfo> {
     const operation = `get volume "${name}"`;
     return this.#call(operation, async () => {
@@ -624,7 +630,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {VolumeNotFoundError} */
+  /**
+   * Increments the volume's INode counter (compare-and-swap) and returns it.
+   * @throws {VolumeNotFoundError}
+   */
   nextINode(volumeId: number): Promise<number> {
     const operation = `allocate an INode of volume id ${volumeId}`;
     return this.#call(operation, () => {
@@ -640,7 +649,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {VolumeNotFoundError} */
+  /**
+   * Reads the volume's INode counter.
+   * @throws {VolumeNotFoundError}
+   */
   inodeCounter(volumeId: number): Promise<number> {
     return this.#call(`read the INode counter of volume id ${volumeId}`, async () => {
       checkVolumeId(volumeId);
@@ -654,7 +666,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {VolumeNotFoundError} */
+  /**
+   * Reads the volume's current INode (`blockinode`).
+   * @throws {VolumeNotFoundError}
+   */
   currentINode(volumeId: number): Promise<INodeRef> {
     return this.#call(`read the current INode of volume id ${volumeId}`, async () => {
       checkVolumeId(volumeId);
@@ -751,7 +766,10 @@ export class EtcdMetadata implements MetadataService {
     }
   }
 
-  /** @throws {FencedError} when the lease already expired or was revoked. */
+  /**
+   * Sends one keep-alive for the lease (failing over between endpoints).
+   * @throws {FencedError} when the lease already expired or was revoked.
+   */
   renewLease(lease: Lease): Promise<void> {
     return this.#call(`renew lease ${lease.id}`, async () => {
       const ttlSeconds = await this.#keepAliveOnce(lease.id);
@@ -907,7 +925,10 @@ export class EtcdMetadata implements MetadataService {
     });
   }
 
-  /** @throws {VolumeNotFoundError} */
+  /**
+   * The volume's snapshots, by name.
+   * @throws {VolumeNotFoundError}
+   */
   listSnapshots(volumeId: number): Promise<SnapshotInfo[]> {
     return this.#call(`list snapshots of volume id ${volumeId}`, async () => {
       checkVolumeId(volumeId);
@@ -927,6 +948,7 @@ export class EtcdMetadata implements MetadataService {
   }
 
   /**
+   * Deletes a snapshot.
    * @throws {VolumeNotFoundError}
    * @throws {SnapshotNotFoundError}
    */
@@ -995,6 +1017,7 @@ export class EtcdMetadata implements MetadataService {
   }
 
   /**
+   * Reads the ring; its version comes from the stored `models.Ring`.
    * @throws {NotInitializedError}
    * @throws {SyntaxError} when the stored bytes are not a ring.
    */
