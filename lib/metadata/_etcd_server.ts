@@ -237,15 +237,22 @@ export async function makeTestPki(directory: string, name = "torus-test"): Promi
 }
 
 /**
- * A shell that waits for end of file on its stdin (the test process exited or
- * closed it) and then kills the etcd whose pid is in `pidFile` and removes
- * `directory`. A normal close removes both first, so it then does nothing.
+ * A shell that waits for end of file on its stdin (the test process exited,
+ * or closed it) and then kills the etcd whose pid is in `pidFile`, if that
+ * process is still an etcd of `directory`, and removes `directory`. A normal
+ * close removes both first, so it then does nothing.
+ *
+ * The waiting runs in a background subshell that keeps the pipe on fd 3:
+ * `deno test` kills the processes a test module spawned when the module
+ * ends (etcd and this shell alike), and the orphaned subshell survives that
+ * to clean up.
  */
 function spawnWatchdog(pidFile: string, directory: string): Deno.ChildProcess {
-  const script = 'read _; pid=$(cat "$1" 2>/dev/null) && kill -KILL "$pid" 2>/dev/null; ' +
-    'rm -rf "$2"';
+  const cleanup = 'read _ <&3; pid=$(cat "$1" 2>/dev/null) && ' +
+    'case "$(tr "\\0" " " < "/proc/$pid/cmdline" 2>/dev/null)" in ' +
+    '*"--data-dir=$2/"*) kill -KILL "$pid" 2>/dev/null;; esac; rm -rf "$2"';
   return new Deno.Command("sh", {
-    args: ["-c", script, "torus-etcd-watchdog", pidFile, directory],
+    args: ["-c", `exec 3<&0; (${cleanup}) & wait`, "torus-etcd-watchdog", pidFile, directory],
     stdin: "piped",
     stdout: "null",
     stderr: "null",

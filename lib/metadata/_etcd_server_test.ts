@@ -123,3 +123,42 @@ Deno.test("startEtcd(): a test process that dies without closing leaves no etcd 
   assert.equal(await exists(directory), false, `${directory} was left behind`);
   assert.equal(await listening(port), false);
 });
+
+Deno.test("startEtcd(): a test module that never closes its etcd leaves nothing behind", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "torus-etcd-harness-" });
+  try {
+    const report = join(directory, "report.json");
+    const module = join(directory, "leaky_test.ts");
+    await Deno.writeTextFile(
+      module,
+      `import { startEtcd } from ${
+        JSON.stringify(new URL("./_etcd_server.ts", import.meta.url).href)
+      };
+      const etcd = await startEtcd();
+      const pid = Number(await Deno.readTextFile(etcd.dataDir + "/../etcd.pid"));
+      await Deno.writeTextFile(${JSON.stringify(report)}, JSON.stringify({
+        pid, directory: etcd.dataDir + "/..", port: etcd.clientPort,
+      }));
+      Deno.test("leaks its etcd", () => {});
+      `,
+    );
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", "--no-config", module],
+      cwd: directory,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const { pid, directory: etcdDirectory, port } = JSON.parse(await Deno.readTextFile(report));
+    const deadlineMs = performance.now() + 10_000;
+    while (performance.now() < deadlineMs) {
+      if (!processExists(pid) && !(await exists(etcdDirectory))) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(processExists(pid), false, `etcd ${pid} was left running`);
+    assert.equal(await exists(etcdDirectory), false, `${etcdDirectory} was left behind`);
+    assert.equal(await listening(port), false);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});

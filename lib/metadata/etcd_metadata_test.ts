@@ -446,6 +446,10 @@ Deno.test("EtcdMetadata: a writer whose lease lapsed can never commit (issue #23
     await assert.rejects(a.commitINode(forged, new INodeRef(volume.id, inodeA)), FencedError);
     await a.unlockVolume(tokenA2);
     assert.equal(await a.lockStatus(volume.id), "in-use", "a stale unlock releases nothing");
+    const otherLease = { ...tokenB, leaseId: tokenB.leaseId + 1 };
+    await assert.rejects(b.commitINode(otherLease, new INodeRef(volume.id, inodeB)), FencedError);
+    const otherFence = { ...tokenB, fence: tokenB.fence + 1 };
+    await assert.rejects(b.commitINode(otherFence, new INodeRef(volume.id, inodeB)), FencedError);
     await b.commitINode(tokenB, new INodeRef(volume.id, inodeB));
     assert.ok((await a.currentINode(volume.id)).equals(new INodeRef(volume.id, inodeB)));
     await assert.rejects(a.deleteVolume("vol"), VolumeInUseError);
