@@ -8,17 +8,18 @@
  * `setRing` or the watch), in version order, each once. The etcd watch
  * starts right after the revision at which that ring was observed, so rings
  * stored while the watch connects (or fails over, or backs off) are replayed
- * by etcd, never lost. An instance that observed no ring yet reads it first,
- * and that read is the starting point: a ring stored by another client in the
- * same round trip counts as current. To miss nothing after a known ring,
- * call `getRing()` before `watchRing()`.
+ * by etcd, never lost. An instance that observed no ring yet takes the first
+ * ring it reads after the subscription (its own `getRing`, or the read the
+ * watch starts with) as current: a ring another client stores in that
+ * window counts as current. To miss nothing after a known ring, call
+ * `getRing()` before `watchRing()`.
  *
- * Outages: etcd3 re-creates a broken watch from the last revision it saw
- * (replaying what was missed); on every reconnection the ring is also read
- * again, and a watch that etcd cancels (for example because its revision was
- * compacted) is re-created, so a ring stored during an outage is delivered
- * once etcd is back. Corrupt rings are logged and skipped, as in the
- * original.
+ * Outages: etcd3 re-creates a broken watch, and the watch resumes right
+ * after the last ring offered, so etcd replays every ring stored during an
+ * outage, in order. A watch that etcd cancels (for example because its start
+ * revision was compacted) is re-created from now after reading the ring, so
+ * the newest ring is offered even when older ones left etcd's history.
+ * Corrupt rings are logged and skipped, as in the original.
  *
  * @module
  */
@@ -40,6 +41,13 @@ interface Subscriber {
 interface Session {
   stopped: boolean;
   watcher: Watcher | null;
+  /** True once the ring the watch starts after is known. */
+  baselineKnown: boolean;
+  /**
+   * True while the watcher may resume right after the last ring offered:
+   * false for a watcher started from now until the ring has been read.
+   */
+  resumable: boolean;
   /** Resolves when the baseline is known or the session stops. */
   baseline: Promise<void>;
   resolveBaseline: () => void;
@@ -118,8 +126,10 @@ export class RingWatch {
   /**
    * Records that ring `version` was the stored ring at etcd `revision` (a
    * response's header revision): the starting point of later subscribers.
+   * A read (not a write of this instance, which is news to its watchers) is
+   * also the starting point of a watch still looking for one.
    */
-  observe(version: number, revision: number): void {
+  observe(version: number, revision: number, source: "read" | "write"): void {
     const observed = this.#observed;
     if (
       observed === null || version > observed.version ||
@@ -127,6 +137,8 @@ export class RingWatch {
     ) {
       this.#observed = { version, revision };
     }
+    const session = this.#session;
+    if (source === "read" && session !== null) this.#establish(session, { version, revision });
   }
 
   /** Calls `callback` with each newer ring; returns the function that stops it. */
@@ -184,38 +196,45 @@ export class RingWatch {
       seenRevision: 0,
       waiters: new Set(),
       retryTimer: null,
+      baselineKnown: false,
+      resumable: false,
     };
     const observed = this.#observed;
     if (observed === null) {
       void this.#readBaseline(session);
     } else {
-      this.#markBaseline(session, observed);
-      this.#attach(session, observed.revision + 1);
+      this.#establish(session, observed);
     }
     return session;
   }
 
-  #markBaseline(session: Session, observed: Observation): void {
-    session.seenRevision = observed.revision;
+  /**
+   * Starts `session`'s etcd watch right after `baseline`, the ring its
+   * subscribers without a starting point take as current. Once per session.
+   */
+  #establish(session: Session, baseline: Observation): void {
+    if (session.stopped || session.baselineKnown) return;
+    session.baselineKnown = true;
+    for (const subscriber of this.#subscribers) subscriber.lastVersion ??= baseline.version;
+    session.seenRevision = baseline.revision;
     session.resolveBaseline();
+    this.#attach(session, baseline.revision + 1);
   }
 
-  /** Reads the ring (retrying while etcd is away), then starts the watch after it. */
+  /** Reads the ring (retrying while etcd is away) to start the watch after it. */
   async #readBaseline(session: Session): Promise<void> {
     try {
       const response = await this.#client.kv.range({ key: this.#key });
-      if (session.stopped) return;
+      if (session.stopped || session.baselineKnown) return;
       const kv = response.kvs[0];
       const version = kv === undefined ? 0 : this.#versionOf(new Uint8Array(kv.value));
-      this.observe(version ?? 0, revisionOf(response.header.revision));
-      const observed = this.#observed!;
-      for (const subscriber of this.#subscribers) subscriber.lastVersion ??= observed.version;
-      this.#markBaseline(session, observed);
-      this.#attach(session, observed.revision + 1);
+      this.observe(version ?? 0, revisionOf(response.header.revision), "read");
     } catch (error) {
-      if (session.stopped) return;
+      if (session.stopped || session.baselineKnown) return;
       this.#logger.log("warn", `cannot read the ring from ${this.#where}: ${firstLine(error)}`);
-      this.#retryLater(session, () => void this.#readBaseline(session));
+      this.#retryLater(session, () => {
+        if (!session.baselineKnown) void this.#readBaseline(session);
+      });
     }
   }
 
@@ -233,20 +252,41 @@ export class RingWatch {
   /**
    * Creates the etcd watcher of `session`, from `startRevision` (or from now
    * when null), and wires its events.
+   *
+   * Resuming: etcd3 re-creates a broken watch from the header revision of
+   * the last response plus one, but while etcd replays history that header
+   * is ahead of the events replayed so far, so a second break would skip
+   * rings. After etcd3 updates it ('connected' and 'data' run etcd3's
+   * listener first), the watch's start is set back to the revision after the
+   * last ring offered: a reconnection replays exactly what was not offered.
+   * A watch started from now (after etcd cancelled one, for example because
+   * its revision was compacted) first reads the ring, so the newest is
+   * offered even when the ones in between are gone from etcd's history.
    */
   #attach(session: Session, startRevision: number | null): void {
     const builder = this.#client.watch().key(this.#key);
     if (startRevision !== null) builder.startRevision(String(startRevision));
     const watcher = builder.watcher();
     session.watcher = watcher;
+    session.resumable = startRevision !== null;
     watcher.on("put", (kv: IKeyValue) => {
       this.#offer(session, new Uint8Array(kv.value), revisionOf(kv.mod_revision));
     });
+    watcher.on("data", () => this.#resumeAfterOffered(session));
     watcher.on("connected", (response: IWatchResponse) => {
-      // After a reconnection etcd3 resumes from the last revision it saw;
-      // reading the ring as well covers what a compaction or a second break
-      // in the replay would lose.
-      void this.#resync(session, revisionOf(response.header.revision));
+      const revision = revisionOf(response.header.revision);
+      if (!session.resumable) return void this.#resync(session, revision);
+      if (revision >= session.seenRevision) return this.#resumeAfterOffered(session);
+      // etcd's history went back (restored from a backup, or replaced): a
+      // watch resuming from our revision would wait for the future.
+      this.#logger.log(
+        "warn",
+        `etcd's revision went back to ${revision}; restarting the ring watch`,
+      );
+      session.watcher = null;
+      session.seenRevision = revision;
+      void watcher.cancel().catch(() => {});
+      this.#attach(session, null);
     });
     watcher.on("disconnected", (error: unknown) => {
       if (session.stopped) return;
@@ -260,6 +300,13 @@ export class RingWatch {
     });
   }
 
+  /** Makes a reconnection of the watcher replay from just after the last ring offered. */
+  #resumeAfterOffered(session: Session): void {
+    if (session.resumable && session.watcher !== null) {
+      session.watcher.request.start_revision = String(session.seenRevision + 1);
+    }
+  }
+
   #retryLater(session: Session, action: () => void): void {
     if (session.stopped || session.retryTimer !== null) return;
     session.retryTimer = NETWORK_CLOCK.setTimer(ETCD_WATCH_RECONNECT_DELAY_MS_MAX, () => {
@@ -268,7 +315,10 @@ export class RingWatch {
     });
   }
 
-  /** Reads the ring at `revision` (the current one when compacted) and offers it. */
+  /**
+   * Reads the ring at `revision` (the current one when compacted), offers
+   * it, and makes the watcher resumable; retries later when the read fails.
+   */
   async #resync(session: Session, revision: number): Promise<void> {
     const key = this.#key;
     try {
@@ -282,6 +332,8 @@ export class RingWatch {
       const kv = response.kvs[0];
       const value = kv === undefined ? null : new Uint8Array(kv.value);
       this.#offer(session, value, Math.max(revision, revisionOf(kv?.mod_revision ?? 0)));
+      session.resumable = true;
+      this.#resumeAfterOffered(session);
     } catch (error) {
       if (session.stopped) return;
       this.#logger.log("warn", `cannot read the ring from ${this.#where}: ${firstLine(error)}`);
@@ -297,7 +349,7 @@ export class RingWatch {
     if (session.stopped) return;
     const version = value === null ? null : this.#versionOf(value);
     if (value !== null && version !== null) {
-      this.observe(version, revision);
+      this.observe(version, revision, "read");
       for (const subscriber of this.#subscribers) {
         if (version <= (subscriber.lastVersion ?? Infinity)) continue;
         subscriber.lastVersion = version;

@@ -70,12 +70,13 @@ Deno.test("RingWatch: a watch open across an etcd restart delivers later rings; 
 
     await etcd.restart();
     assert.deepEqual(await eventually(() => writer.getRing(), RECOVERY_TIMEOUT_MS), ring(2));
-    await writer.setRing(ring(3));
+    // Most likely before the watch reconnects (it backs off): etcd replays them.
+    for (let version = 3; version <= 5; version++) await writer.setRing(ring(version));
     await eventually(() => watcher.syncRingWatchers(), RECOVERY_TIMEOUT_MS);
-    assert.deepEqual(seen, [2, 3], "the watch resumed and delivered the later ring");
-    await writer.setRing(ring(4));
+    assert.deepEqual(seen, [2, 3, 4, 5], "the watch resumed and delivered every later ring");
+    await writer.setRing(ring(6));
     await watcher.syncRingWatchers();
-    assert.deepEqual(seen, [2, 3, 4]);
+    assert.deepEqual(seen, [2, 3, 4, 5, 6]);
     assert.equal((await watcher.createVolume("after", 4096)).id, 1, "calls succeed again");
   } finally {
     await watcher.close();
@@ -140,5 +141,36 @@ Deno.test("RingWatch: an unreadable ring is skipped and the next good one delive
   } finally {
     raw.close();
     await metadata.close();
+  }
+});
+
+Deno.test("RingWatch: a watch whose history was compacted away restarts and delivers the newest ring", async () => {
+  await using etcd = await startEtcd();
+  const options = { endpoints: etcd.endpoints, clock: new ManualClock(0), keyPrefix: "/compact" };
+  const logged: string[] = [];
+  const watcher = await EtcdMetadata.open({
+    ...options,
+    logger: { log: (level, message) => logged.push(`${level} ${message}`) },
+  });
+  const writer = await EtcdMetadata.open(options);
+  const raw = new Etcd3({ hosts: etcd.endpoints });
+  try {
+    await writer.initialize(GLOBAL, ring(1));
+    assert.equal((await watcher.getRing()).version, 1, "the watch will start after this read");
+    for (let version = 2; version <= 4; version++) await writer.setRing(ring(version));
+    const { header } = await raw.kv.range({ key: Buffer.from("/compact/meta/the-one-ring") });
+    await raw.kv.compact({ revision: header.revision, physical: true });
+    const seen: number[] = [];
+    watcher.watchRing((next) => seen.push(next.version));
+    await watcher.syncRingWatchers();
+    assert.deepEqual(seen, [4], "rings 2 and 3 left etcd's history; the newest arrives");
+    assert.ok(logged.some((line) => line.includes("ring watch cancelled by etcd")), logged.join());
+    await writer.setRing(ring(5));
+    await watcher.syncRingWatchers();
+    assert.deepEqual(seen, [4, 5]);
+  } finally {
+    raw.close();
+    await watcher.close();
+    await writer.close();
   }
 });

@@ -493,7 +493,7 @@ export class EtcdMetadata implements MetadataService {
       if (!response.succeeded) {
         throw new AlreadyExistsError("Cannot initialize metadata: it is already initialized");
       }
-      this.#ringWatch.observe(ring.version, revisionOf(response.header.revision));
+      this.#ringWatch.observe(ring.version, revisionOf(response.header.revision), "write");
     });
   }
 
@@ -1030,7 +1030,7 @@ export class EtcdMetadata implements MetadataService {
       }
       const ringBytes = new Uint8Array(kv.value);
       const version = ringVersionOf(ringBytes);
-      this.#ringWatch.observe(version, revisionOf(response.header.revision));
+      this.#ringWatch.observe(version, revisionOf(response.header.revision), "read");
       return { version, bytes: ringBytes };
     });
   }
@@ -1067,7 +1067,7 @@ export class EtcdMetadata implements MetadataService {
           success: [op.put(key, ring.bytes)],
         });
         if (response.succeeded) {
-          this.#ringWatch.observe(ring.version, revisionOf(response.header.revision));
+          this.#ringWatch.observe(ring.version, revisionOf(response.header.revision), "write");
           return;
         }
       }
@@ -1081,7 +1081,8 @@ export class EtcdMetadata implements MetadataService {
   /**
    * Calls `callback` with each ring newer than the newest this instance has
    * observed (by `initialize`, `getRing`, `setRing` or a watch), in version
-   * order, each once; an instance that observed none reads the ring first.
+   * order, each once; an instance that observed none takes the first ring it
+   * reads as current (call `getRing()` first to miss nothing after it).
    * One etcd watch per instance feeds every callback; it starts right after
    * the observed ring, so nothing stored meanwhile is lost, and it resumes
    * after etcd restarts. See `_etcd_ring_watch.ts`.
