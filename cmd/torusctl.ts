@@ -4,10 +4,17 @@
  *
  * @module
  */
-import { type Command, type FlagSpec, print, runCommand } from "../lib/cli/command.ts";
+import { type Command, type FlagSpec, print, runCommand, UsageError } from "../lib/cli/command.ts";
 import { progressBar } from "../lib/cli/progress.ts";
 import { type OutputFormat, parseOutputFormat, renderListing } from "../lib/cli/table.ts";
 import { collectGarbage } from "../lib/block/gc.ts";
+import {
+  configPathFromFlags,
+  ETCD_FLAGS,
+  profileFromEtcdFlags,
+  profileFromFlags,
+} from "../lib/config/etcd_flags.ts";
+import { formatCliConfig, readCliConfig, saveProfile } from "../lib/config/profile.ts";
 import { dumpVolume, loadVolume } from "../lib/ctl/dump_load.ts";
 import {
   createSnapshot,
@@ -192,6 +199,41 @@ const block: Command = {
   ],
 };
 
+const config: Command = {
+  name: "config",
+  summary: "save etcd settings as a profile of ~/.torus/config.json, or print it with --view",
+  flags: {
+    ...ETCD_FLAGS,
+    view: { type: "boolean", description: "print the config file (or --profile's entry)" },
+  },
+  run: async ({ flags }) => {
+    const path = configPathFromFlags(flags);
+    const profile = profileFromEtcdFlags(flags);
+    if (flags.view) {
+      if (Object.keys(profile).length > 0) {
+        throw new UsageError("--view prints the config file: drop the --etcd flags to view it");
+      }
+      const stored = await readCliConfig(path);
+      if (stored === null) {
+        throw new Deno.errors.NotFound(
+          `Cannot view "${path}": it does not exist (write it with "torusctl config --etcd ...")`,
+        );
+      }
+      if (flags.profile === undefined) return print(formatCliConfig(stored).trimEnd());
+      const entry = stored.etcd_config[profileFromFlags(flags)];
+      if (entry === undefined) {
+        throw new RangeError(
+          `Cannot view profile "${flags.profile}": "${path}" has no such profile`,
+        );
+      }
+      return print(JSON.stringify(entry, null, "\t"));
+    }
+    const name = profileFromFlags(flags);
+    await saveProfile(path, name, profile);
+    print(`saved profile "${name}" in ${path}`);
+  },
+};
+
 const root: Command = {
   name: "torusctl",
   summary: "administer Torus volumes, snapshots and the data directory",
@@ -259,6 +301,7 @@ const root: Command = {
       ],
     },
     block,
+    config,
     {
       name: "gc",
       summary: "delete blocks no volume or snapshot references (needs torusd stopped)",

@@ -53,6 +53,13 @@ export class VolumeInUseError extends TorusError {}
  */
 export class FencedError extends TorusError {}
 
+/**
+ * The metadata service (etcd) could not be reached, or did not answer in
+ * time. The operation may or may not have taken effect; it may be retried
+ * once the service is back.
+ */
+export class MetadataUnavailableError extends TorusError {}
+
 /** A compare-and-swap lost a race; the operation may be retried. */
 export class ConflictError extends TorusError {}
 

@@ -162,6 +162,36 @@ export function checkRing(ring: RingRecord): void {
   }
 }
 
+/**
+ * Encodes global metadata as JSON with the original's field names
+ * (`BlockSize`, `DefaultBlockSpec`), the spec as its string form.
+ */
+export function encodeGlobalMetadata(metadata: GlobalMetadata): string {
+  return JSON.stringify({
+    BlockSize: metadata.blockSizeBytes,
+    DefaultBlockSpec: metadata.defaultBlockSpec,
+  });
+}
+
+/**
+ * Decodes {@linkcode encodeGlobalMetadata}'s JSON.
+ *
+ * @throws {SyntaxError} on anything else.
+ */
+export function decodeGlobalMetadata(text: string): GlobalMetadata {
+  const value: unknown = JSON.parse(text);
+  if (typeof value === "object" && value !== null && "BlockSize" in value) {
+    const { BlockSize: blockSizeBytes, DefaultBlockSpec: defaultBlockSpec } = value as {
+      BlockSize: unknown;
+      DefaultBlockSpec?: unknown;
+    };
+    if (typeof blockSizeBytes === "number" && typeof defaultBlockSpec === "string") {
+      return { blockSizeBytes, defaultBlockSpec };
+    }
+  }
+  throw new SyntaxError(`Cannot read global metadata: unexpected JSON ${text}`);
+}
+
 /** The fields of a peer record that are counts or times: non-negative integers. */
 const PEER_INTEGER_FIELDS = [
   "totalBlocks",

@@ -4,9 +4,20 @@
  * with a function that opens two clients, with different uuids, on one fresh
  * shared store and one {@linkcode ManualClock}.
  *
+ * Time: the tests let lease time pass with `elapse(ms)`. For stores whose
+ * leases expire by the injected clock (memory, SQLite) it advances the
+ * clock, so expiry boundaries are exact (alive at `ttl - 1`, dead at `ttl`).
+ * A store whose leases expire in real time (etcd) supplies
+ * {@linkcode MetadataPair.elapse}: it advances the clock too (timestamps
+ * follow it) and then really waits until the store agrees with the clock,
+ * that is until every lease that ran out by the clock has expired in the
+ * store, while the others are still alive. The assertions are the same for
+ * every store; only how long a test takes differs.
+ *
  * @module
  */
 import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ManualClock } from "../clock.ts";
 import { INodeRef } from "../core/block_ref.ts";
 import { NAME_LENGTH_BYTES_MAX, VOLUME_SIZE_BYTES_MAX } from "../constants.ts";
@@ -20,6 +31,7 @@ import {
   VolumeInUseError,
   VolumeNotFoundError,
 } from "../errors.ts";
+import { RingSchema } from "../models/torus_pb.ts";
 import type {
   GlobalMetadata,
   MetadataService,
@@ -39,6 +51,26 @@ export interface MetadataPair {
   a: MetadataService;
   b: MetadataService;
   close(): Promise<void>;
+  /**
+   * Lets `ms` of lease time pass for both clients. On return, every lease
+   * whose time to live ran out by the clock has expired in the store, and
+   * every other lease is still alive.
+   * @default {advances the clock by `ms`}
+   */
+  elapse?(ms: number): Promise<void>;
+  /**
+   * Waits until every ring watcher of both clients has been offered every
+   * ring stored so far. Called after the clock advanced by
+   * {@linkcode RING_WATCH_DELAY_MS_MAX} and one macrotask ran.
+   * @default {nothing more}
+   */
+  settleWatchers?(): Promise<void>;
+  /**
+   * Granularity of lease times to live, in milliseconds: `grantLease(ttlMs)`
+   * grants `ttlMs` rounded up to a multiple of it (etcd: whole seconds).
+   * @default {1}
+   */
+  leaseTtlGranularityMs?: number;
 }
 
 /** Opens a {@linkcode MetadataPair} whose clients both use `clock`. */
@@ -51,8 +83,15 @@ const TTL_MS = 1_000;
 const GLOBAL: GlobalMetadata = { blockSizeBytes: 4096, defaultBlockSpec: "crc,base" };
 const VOLUME_SIZE_BYTES = 1 << 20;
 
+/** A ring record: a marshalled `models.Ring` of `version`, distinct per version. */
 function ring(version: number): RingRecord {
-  return { version, bytes: new Uint8Array([version, 0xff, 0, 7]) };
+  const message = create(RingSchema, {
+    type: 4,
+    version,
+    replicationFactor: 2,
+    attrs: { test: new Uint8Array([version, 0xff, 0, 7]) },
+  });
+  return { version, bytes: toBinary(RingSchema, message) };
 }
 
 function peer(uuid: string, address: string): PeerRecord {
@@ -69,13 +108,17 @@ function peer(uuid: string, address: string): PeerRecord {
   };
 }
 
-/** Fires due poll timers, then lets microtasks and one macrotask run. */
-async function settleWatchers(clock: ManualClock): Promise<void> {
-  clock.advance(RING_WATCH_DELAY_MS_MAX);
-  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+/** How a test lets time pass and waits for ring watchers. */
+interface Time {
+  /** Lets `ms` of lease time pass (see {@linkcode MetadataPair.elapse}). */
+  elapse(ms: number): Promise<void>;
+  /** Fires due poll timers, lets microtasks and one macrotask run, then the pair's settling. */
+  settleWatchers(): Promise<void>;
+  /** The ttl a lease asked for `ttlMs` gets (see {@linkcode MetadataPair.leaseTtlGranularityMs}). */
+  grantedTtlMs(ttlMs: number): number;
 }
 
-type Body = (a: MetadataService, b: MetadataService, clock: ManualClock) => Promise<void>;
+type Body = (a: MetadataService, b: MetadataService, time: Time) => Promise<void>;
 
 /** Registers the conformance tests for one implementation. */
 export function testMetadataService(name: string, open: OpenMetadataPair): void {
@@ -84,9 +127,23 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     Deno.test(`${name}: ${title}`, async () => {
       const clock = new ManualClock(START_MS);
       const pair = await open(clock);
+      const elapse = pair.elapse?.bind(pair) ?? ((ms: number) => {
+        clock.advance(ms);
+        return Promise.resolve();
+      });
+      const granularityMs = pair.leaseTtlGranularityMs ?? 1;
+      const time: Time = {
+        elapse,
+        async settleWatchers() {
+          await elapse(RING_WATCH_DELAY_MS_MAX);
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+          await pair.settleWatchers?.();
+        },
+        grantedTtlMs: (ttlMs) => Math.ceil(ttlMs / granularityMs) * granularityMs,
+      };
       try {
         if (initialize) await pair.a.initialize(GLOBAL, ring(1));
-        await body(pair.a, pair.b, clock);
+        await body(pair.a, pair.b, time);
       } finally {
         await pair.close();
       }
@@ -171,24 +228,24 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     assert.deepEqual(await a.getRing(), ring(1));
   });
 
-  test("watchRing() reports new rings to watchers of both clients", async (a, b, clock) => {
+  test("watchRing() reports new rings to watchers of both clients", async (a, b, time) => {
     const seenA: RingRecord[] = [];
     const seenB: RingRecord[] = [];
     const stopA = a.watchRing((next) => seenA.push(next));
     const stopB = b.watchRing((next) => seenB.push(next));
-    await settleWatchers(clock);
+    await time.settleWatchers();
     assert.deepEqual(seenA, [], "the current ring is not news");
     await a.setRing(ring(2));
-    await settleWatchers(clock);
+    await time.settleWatchers();
     assert.deepEqual(seenA, [ring(2)]);
     assert.deepEqual(seenB, [ring(2)]);
     await b.setRing(ring(3));
-    await settleWatchers(clock);
+    await time.settleWatchers();
     assert.deepEqual(seenA, [ring(2), ring(3)]);
     assert.deepEqual(seenB, [ring(2), ring(3)]);
     stopA();
     await a.setRing(ring(4));
-    await settleWatchers(clock);
+    await time.settleWatchers();
     assert.deepEqual(seenA, [ring(2), ring(3)], "a stopped watcher hears nothing");
     assert.deepEqual(seenB, [ring(2), ring(3), ring(4)]);
     stopB();
@@ -315,13 +372,13 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await assert.rejects(a.lockVolume(volume.id, leaseA), VolumeInUseError, "not reentrant");
   });
 
-  test("a lock whose lease expired is free and another client can take it", async (a, b, clock) => {
+  test("a lock whose lease expired is free and another client can take it", async (a, b, time) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
     const leaseA = await a.grantLease(TTL_MS);
     const tokenA = await a.lockVolume(volume.id, leaseA);
-    clock.advance(TTL_MS - 1);
+    await time.elapse(TTL_MS - 1);
     assert.equal(await b.lockStatus(volume.id), "in-use");
-    clock.advance(1);
+    await time.elapse(1);
     assert.equal(await b.lockStatus(volume.id), "free");
     const leaseB = await b.grantLease(TTL_MS);
     const tokenB = await b.lockVolume(volume.id, leaseB);
@@ -332,27 +389,27 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
 
   test(
     "commitINode() after the lease expired throws FencedError, even with no new locker",
-    async (a, b, clock) => {
+    async (a, b, time) => {
       const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
       const lease = await a.grantLease(TTL_MS);
       const token = await a.lockVolume(volume.id, lease);
       const inode = await a.nextINode(volume.id);
-      clock.advance(TTL_MS);
+      await time.elapse(TTL_MS);
       await assert.rejects(a.commitINode(token, new INodeRef(volume.id, inode)), FencedError);
       assert.ok((await b.currentINode(volume.id)).equals(new INodeRef(volume.id, 1)));
       await assert.rejects(a.renewLease(lease), FencedError);
       await assert.rejects(a.lockVolume(volume.id, lease), FencedError);
-      clock.advance(10 * TTL_MS);
+      await time.elapse(10 * TTL_MS);
       await assert.rejects(a.commitINode(token, new INodeRef(volume.id, inode)), FencedError);
     },
   );
 
   test(
     "commitINode() with a taken-over token throws FencedError; the new holder commits",
-    async (a, b, clock) => {
+    async (a, b, time) => {
       const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
       const tokenA = await a.lockVolume(volume.id, await a.grantLease(TTL_MS));
-      clock.advance(TTL_MS + 1);
+      await time.elapse(TTL_MS + 1);
       const tokenB = await b.lockVolume(volume.id, await b.grantLease(TTL_MS));
       const inodeA = await a.nextINode(volume.id);
       const inodeB = await b.nextINode(volume.id);
@@ -382,12 +439,12 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await assert.rejects(a.commitINode(token, new INodeRef(other.id, 5)), RangeError);
   });
 
-  test("renewLease() keeps a lock alive past its first ttl", async (a, b, clock) => {
+  test("renewLease() keeps a lock alive past its first ttl", async (a, b, time) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
     const lease = await a.grantLease(TTL_MS);
     const token = await a.lockVolume(volume.id, lease);
     for (let round = 0; round < 5; round++) {
-      clock.advance(TTL_MS - 1);
+      await time.elapse(TTL_MS - 1);
       await a.renewLease(lease);
     }
     assert.equal(await b.lockStatus(volume.id), "in-use");
@@ -395,19 +452,22 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await assert.rejects(b.lockVolume(volume.id, await b.grantLease(TTL_MS)), VolumeInUseError);
   });
 
-  test("grantLease() gives distinct ids and refuses bad ttls with RangeError", async (a, b) => {
-    const ids = new Set<number>();
-    for (let index = 0; index < 5; index++) {
-      ids.add((await a.grantLease(TTL_MS)).id);
-      ids.add((await b.grantLease(TTL_MS)).id);
-    }
-    assert.equal(ids.size, 10);
-    const lease = await a.grantLease(123);
-    assert.equal(lease.ttlMs, 123);
-    for (const ttlMs of [0, -1, 1.5, NaN]) {
-      await assert.rejects(a.grantLease(ttlMs), RangeError, `ttl ${ttlMs}`);
-    }
-  });
+  test(
+    "grantLease() gives distinct ids and refuses bad ttls with RangeError",
+    async (a, b, time) => {
+      const ids = new Set<number>();
+      for (let index = 0; index < 5; index++) {
+        ids.add((await a.grantLease(TTL_MS)).id);
+        ids.add((await b.grantLease(TTL_MS)).id);
+      }
+      assert.equal(ids.size, 10);
+      const lease = await a.grantLease(123);
+      assert.equal(lease.ttlMs, time.grantedTtlMs(123));
+      for (const ttlMs of [0, -1, 1.5, NaN]) {
+        await assert.rejects(a.grantLease(ttlMs), RangeError, `ttl ${ttlMs}`);
+      }
+    },
+  );
 
   test("unlockVolume() frees the lock and fences the old token", async (a, b) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
@@ -443,7 +503,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await b.lockVolume(one.id, other);
   });
 
-  test("deleteVolume() is refused while the lock is held", async (a, b, clock) => {
+  test("deleteVolume() is refused while the lock is held", async (a, b, time) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
     const token = await a.lockVolume(volume.id, await a.grantLease(TTL_MS));
     await assert.rejects(b.deleteVolume("vol"), (error: unknown) => {
@@ -461,7 +521,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
 
     const expired = await a.createVolume("expired", VOLUME_SIZE_BYTES);
     const stale = await a.lockVolume(expired.id, await a.grantLease(TTL_MS));
-    clock.advance(TTL_MS);
+    await time.elapse(TTL_MS);
     await b.deleteVolume("expired");
     await assert.rejects(a.commitINode(stale, new INodeRef(expired.id, 2)), FencedError);
   });
@@ -518,7 +578,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     assert.equal((await b.listVolumes()).length, 29);
   });
 
-  test("saveSnapshot() records the current INode at save time", async (a, b, clock) => {
+  test("saveSnapshot() records the current INode at save time", async (a, b, time) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
     const initial = await a.saveSnapshot(volume.id, "initial");
     assert.deepEqual(
@@ -529,7 +589,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     const token = await a.lockVolume(volume.id, await a.grantLease(TTL_MS));
     const inode = await a.nextINode(volume.id);
     await a.commitINode(token, new INodeRef(volume.id, inode));
-    clock.advance(500);
+    await time.elapse(500);
     const saved = await b.saveSnapshot(volume.id, "after");
     assert.equal(saved.createdMs, START_MS + 500);
     assert.ok(saved.inode.equals(new INodeRef(volume.id, inode)));
@@ -573,7 +633,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await b.saveSnapshot(again.id, "one");
   });
 
-  test("registerPeer() and listPeers() follow the leases", async (a, b, clock) => {
+  test("registerPeer() and listPeers() follow the leases", async (a, b, time) => {
     assert.deepEqual(await a.listPeers(), []);
     const shortLease = await a.grantLease(TTL_MS);
     const longLease = await b.grantLease(3 * TTL_MS);
@@ -586,14 +646,14 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     assert.deepEqual(await a.listPeers(), expected);
     assert.deepEqual(await b.listPeers(), expected);
 
-    clock.advance(TTL_MS / 2);
+    await time.elapse(TTL_MS / 2);
     const refreshed = { ...peer(a.uuid, "tdp://127.0.0.1:4000"), usedBlocks: 9 };
     await a.registerPeer(shortLease, refreshed);
     const listedA = (await b.listPeers()).find((record) => record.uuid === a.uuid);
     assert.deepEqual(listedA, { ...refreshed, lastSeenMs: START_MS + TTL_MS / 2 });
     assert.equal((await b.listPeers()).length, 2, "registering again replaces");
 
-    clock.advance(TTL_MS / 2);
+    await time.elapse(TTL_MS / 2);
     assert.deepEqual((await a.listPeers()).map((record) => record.uuid), [b.uuid]);
     await assert.rejects(a.registerPeer(shortLease, peer(a.uuid, "")), FencedError);
     const newLease = await a.grantLease(TTL_MS);
@@ -608,7 +668,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     assert.deepEqual((await b.listPeers()).map((record) => record.uuid), [a.uuid]);
   });
 
-  test("a closed client throws ClosedError and its watchers stop", async (a, b, clock) => {
+  test("a closed client throws ClosedError and its watchers stop", async (a, b, time) => {
     const seen: RingRecord[] = [];
     a.watchRing((next) => seen.push(next));
     await a.close();
@@ -618,7 +678,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     await assert.rejects(a.grantLease(TTL_MS), ClosedError);
     assert.throws(() => a.watchRing(() => {}), ClosedError);
     await b.setRing(ring(2));
-    await settleWatchers(clock);
+    await time.settleWatchers();
     assert.deepEqual(seen, []);
     assert.deepEqual(await b.getRing(), ring(2));
   });

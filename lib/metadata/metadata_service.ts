@@ -71,7 +71,12 @@ export interface PeerRecord {
 /** The placement ring, as stored: a marshalled `models.Ring` and its version. */
 export interface RingRecord {
   version: number;
-  /** `models.Ring` bytes. */
+  /**
+   * `models.Ring` bytes, whose `version` field is {@linkcode RingRecord.version}.
+   * The etcd implementation stores only the bytes (as the original did) and
+   * reads the version back from them, so it refuses bytes that are not a ring
+   * or that carry another version.
+   */
   bytes: Uint8Array;
 }
 

@@ -11,6 +11,10 @@
  *   clients may share one {@linkcode MemoryMetadataStore}.
  * - {@linkcode SqliteMetadata}: one SQLite file, shared by every process of a
  *   single machine.
+ * - {@linkcode EtcdMetadata}: etcd v3, shared by every process of a cluster,
+ *   with the original's key layout; leases expire in etcd's time, and a
+ *   lock's fence is its key's create revision. {@linkcode wipeEtcd} deletes a
+ *   cluster's keys.
  *
  * Invariants every implementation keeps (checked by the shared conformance
  * suite in `_metadata_conformance.ts`):
@@ -36,3 +40,5 @@
 export * from "./metadata_service.ts";
 export * from "./memory_metadata.ts";
 export * from "./sqlite_metadata.ts";
+export * from "./etcd_endpoints.ts";
+export * from "./etcd_metadata.ts";

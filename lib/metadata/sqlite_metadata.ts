@@ -49,6 +49,8 @@ import {
   checkVolumeSizeBytes,
   closedMessage,
   compareStrings,
+  decodeGlobalMetadata,
+  encodeGlobalMetadata,
 } from "./_common.ts";
 import type {
   GlobalMetadata,
@@ -176,28 +178,6 @@ function peerOf(row: Row): PeerRecord {
     lastRebalanceBlocks: integerOf(row, "last_rebalance_blocks"),
     protocolVersion: integerOf(row, "protocol_version"),
   };
-}
-
-/** Encodes global metadata as the original's JSON field names. */
-function encodeGlobalMetadata(metadata: GlobalMetadata): string {
-  return JSON.stringify({
-    BlockSize: metadata.blockSizeBytes,
-    DefaultBlockSpec: metadata.defaultBlockSpec,
-  });
-}
-
-function decodeGlobalMetadata(text: string): GlobalMetadata {
-  const value: unknown = JSON.parse(text);
-  if (typeof value === "object" && value !== null && "BlockSize" in value) {
-    const { BlockSize: blockSizeBytes, DefaultBlockSpec: defaultBlockSpec } = value as {
-      BlockSize: unknown;
-      DefaultBlockSpec?: unknown;
-    };
-    if (typeof blockSizeBytes === "number" && typeof defaultBlockSpec === "string") {
-      return { blockSizeBytes, defaultBlockSpec };
-    }
-  }
-  throw new SyntaxError(`Cannot read global metadata: unexpected JSON ${text}`);
 }
 
 /** Options of {@linkcode SqliteMetadata.open}. */
