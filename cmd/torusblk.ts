@@ -7,6 +7,12 @@
 import { type Command, print, runCommand } from "../lib/cli/command.ts";
 import { SystemClock } from "../lib/clock.ts";
 import { NbdServe } from "../lib/daemon/nbd_serve.ts";
+import {
+  clusterNodeOptions,
+  clusterRequested,
+  DATA_FLAGS,
+  ETCD_FLAGS,
+} from "../lib/ctl/cluster_flags.ts";
 import { stderrLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 
@@ -21,7 +27,7 @@ const root: Command = {
         "data-dir": {
           type: "string",
           default: "./torus-data",
-          description: "data directory (torusd must not be running on it)",
+          description: "data directory (torusd must not be running on it); unused with --etcd",
           valueName: "DIR",
         },
         listen: {
@@ -32,15 +38,21 @@ const root: Command = {
           valueName: "HOST:PORT",
         },
         "read-only": { type: "boolean", description: "serve every volume read-only" },
+        ...ETCD_FLAGS,
+        ...DATA_FLAGS,
         debug: { type: "boolean", description: "log every connection" },
       },
       run: async ({ flags }) => {
         const logger = stderrLogger(flags.debug ? "debug" : "info", "torusblk");
+        const clock = new SystemClock();
         const serve = await NbdServe.start({
+          cluster: clusterRequested(flags)
+            ? await clusterNodeOptions(flags, { clock, logger })
+            : undefined,
           dataDir: String(flags["data-dir"]),
           address: String(flags.listen),
           readOnly: flags["read-only"] === true,
-          clock: new SystemClock(),
+          clock,
           logger,
         });
         const stopped = Promise.withResolvers<void>();

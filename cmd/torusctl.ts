@@ -27,10 +27,26 @@ import {
   restoreVolumeSnapshot,
 } from "../lib/ctl/volume_ops.ts";
 import { LocalNode } from "../lib/node/local_node.ts";
+import type { TorusNode } from "../lib/node/torus_node.ts";
+import {
+  addPeers,
+  getRing,
+  listPeers,
+  manualChange,
+  removePeers,
+  setReplication,
+} from "../lib/ctl/cluster_ops.ts";
+import { ClusterAdmin, clusterRequested, requireCluster } from "../lib/ctl/cluster_flags.ts";
+import { wipeEtcd } from "../lib/metadata/etcd_metadata.ts";
+import { etcdOptionsFromFlags } from "../lib/config/etcd_flags.ts";
+import { parseRingType, ringTypeName } from "../lib/ring/ring_codec.ts";
+import { SystemClock } from "../lib/clock.ts";
+import { stderrLogger } from "../lib/log.ts";
 import { formatSize } from "../lib/size.ts";
 import { VERSION } from "../lib/version.ts";
 
 const GLOBAL: Record<string, FlagSpec> = {
+  ...ETCD_FLAGS,
   "data-dir": {
     type: "string",
     default: "./torus-data",
@@ -48,12 +64,21 @@ const GLOBAL: Record<string, FlagSpec> = {
 
 type Flags = Record<string, string | boolean | undefined>;
 
+/**
+ * Runs `fn` on the cluster the etcd flags name, or else on the data
+ * directory (created when `create`).
+ */
 async function withNode<T>(
   flags: Flags,
-  fn: (node: LocalNode) => Promise<T>,
+  fn: (node: TorusNode) => Promise<T>,
   create = false,
 ): Promise<T> {
-  const node = await LocalNode.open({ dataDir: String(flags["data-dir"]), create });
+  const node: TorusNode = clusterRequested(flags)
+    ? await ClusterAdmin.open(flags, {
+      clock: new SystemClock(),
+      logger: stderrLogger("warn", "torusctl"),
+    })
+    : await LocalNode.open({ dataDir: String(flags["data-dir"]), create });
   try {
     return await fn(node);
   } finally {
@@ -234,6 +259,42 @@ const config: Command = {
   },
 };
 
+const listPeersCommand: Command = {
+  name: "list-peers",
+  summary: "cluster: list storage peers, ring membership and balance",
+  run: ({ flags }) =>
+    withNode(flags, async (node) => {
+      const listing = await listPeers(await requireCluster(node));
+      const now = Date.now();
+      print(renderListing(format(flags), listing.rows, [
+        { header: "address", value: (row) => row.address },
+        { header: "uuid", value: (row) => row.uuid },
+        {
+          header: "size",
+          value: (row) => row.sizeBytes === null ? "???" : formatSize(row.sizeBytes),
+        },
+        {
+          header: "used",
+          value: (row) => row.usedBytes === null ? "???" : formatSize(row.usedBytes),
+        },
+        { header: "member", value: (row) => row.member },
+        {
+          header: "updated",
+          value: (row) =>
+            row.lastSeenMs === 0 ? "Missing" : `${Math.round((now - row.lastSeenMs) / 1000)}s ago`,
+        },
+        { header: "rebalancing", value: (row) => String(row.rebalancing) },
+      ]));
+      if (format(flags) === "table") {
+        print(
+          `Balanced: ${listing.balanced} Usage: ${
+            (listing.usage * 100).toFixed(2)
+          }% Ring: version ${listing.ring.version}, replication ${listing.ring.replication}`,
+        );
+      }
+    }),
+};
+
 const root: Command = {
   name: "torusctl",
   summary: "administer Torus volumes, snapshots and the data directory",
@@ -254,20 +315,147 @@ const root: Command = {
           description: "blockset spec of new volumes (base is appended)",
           valueName: "SPEC",
         },
+        "no-ring": {
+          type: "boolean",
+          description: "cluster: start with an empty ring instead of ketama (replication 2)",
+        },
       },
       run: ({ flags }) =>
         withNode(flags, async (node) => {
           await initialize(node, {
             blockSizeText: String(flags["block-size"]),
             blockSpec: String(flags["block-spec"]),
+            noRing: flags["no-ring"] === true,
           });
           const metadata = await node.globalMetadata();
           print(
-            `initialized ${
-              flags["data-dir"]
-            }: block size ${metadata.blockSizeBytes} bytes, block spec ${metadata.defaultBlockSpec}`,
+            `initialized ${node.location}: block size ${metadata.blockSizeBytes} bytes, block spec ${metadata.defaultBlockSpec}`,
           );
         }, true),
+    },
+    {
+      name: "wipe",
+      summary: "cluster: delete every Torus key from etcd (all volumes' metadata)",
+      flags: {
+        "yes-i-am-sure": { type: "boolean", description: "do not ask" },
+      },
+      run: async ({ flags }) => {
+        if (!clusterRequested(flags)) {
+          throw new UsageError("wipe needs a cluster: give --etcd HOST:PORT (or --profile NAME)");
+        }
+        if (flags["yes-i-am-sure"] !== true) {
+          throw new UsageError("wipe deletes every volume's metadata: add --yes-i-am-sure");
+        }
+        const deleted = await wipeEtcd(
+          await etcdOptionsFromFlags(flags, { clock: new SystemClock() }),
+        );
+        print(`wiped ${deleted} keys`);
+      },
+    },
+    listPeersCommand,
+    {
+      name: "peer",
+      summary: "cluster: add, remove and list storage peers",
+      subcommands: [
+        { ...listPeersCommand, name: "list" },
+        {
+          name: "add",
+          summary: "add live peers (by address or uuid) to the ring",
+          usage: "ADDRESS|UUID...",
+          args: [0, 1000],
+          flags: { "all-peers": { type: "boolean", description: "add every live storage peer" } },
+          run: ({ flags, args }) =>
+            withNode(flags, async (node) => {
+              if (args.length === 0 && flags["all-peers"] !== true) {
+                throw new UsageError("name the peers to add, or give --all-peers");
+              }
+              const ring = await addPeers(await requireCluster(node), args, {
+                allPeers: flags["all-peers"] === true,
+              });
+              print(`ring version ${ring.version}: ${ring.members().length} members`);
+            }),
+        },
+        {
+          name: "remove",
+          summary: "remove peers (by address or uuid) from the ring",
+          usage: "ADDRESS|UUID...",
+          args: [1, 1000],
+          flags: {
+            force: { type: "boolean", description: "also remove peers that are not alive" },
+          },
+          run: ({ flags, args }) =>
+            withNode(flags, async (node) => {
+              const ring = await removePeers(await requireCluster(node), args, {
+                force: flags.force === true,
+              });
+              print(`ring version ${ring.version}: ${ring.members().length} members`);
+            }),
+        },
+      ],
+    },
+    {
+      name: "ring",
+      summary: "cluster: show and change the placement ring",
+      subcommands: [
+        {
+          name: "get",
+          summary: "describe the ring",
+          run: ({ flags }) =>
+            withNode(flags, async (node) => {
+              print((await getRing(await requireCluster(node))).describe());
+            }),
+        },
+        {
+          name: "set-replication",
+          summary: "set how many copies of every block the ring keeps",
+          usage: "AMOUNT",
+          args: [1, 1],
+          run: ({ flags, args }) =>
+            withNode(flags, async (node) => {
+              const amount = Number(args[0]);
+              if (!/^\d+$/.test(args[0]!)) {
+                throw new UsageError(`Cannot set replication "${args[0]}": expected a number`);
+              }
+              const ring = await setReplication(await requireCluster(node), amount);
+              print(`ring version ${ring.version}: replication ${ring.replication}`);
+            }),
+        },
+        {
+          name: "manual-change",
+          summary: "replace the ring with a new one over chosen live peers",
+          flags: {
+            type: {
+              type: "string",
+              default: "ketama",
+              description: "ring type: ketama, mod, single or empty",
+              valueName: "TYPE",
+            },
+            uuids: { type: "string", description: "peers, comma separated", valueName: "UUIDS" },
+            "all-peers": { type: "boolean", description: "every live storage peer" },
+            replication: {
+              type: "string",
+              short: "r",
+              default: "2",
+              description: "replication factor",
+              valueName: "N",
+            },
+          },
+          run: ({ flags }) =>
+            withNode(flags, async (node) => {
+              const ring = await manualChange(await requireCluster(node), {
+                type: parseRingType(String(flags.type)),
+                uuids: String(flags.uuids ?? "").split(",").filter((uuid) => uuid !== ""),
+                allPeers: flags["all-peers"] === true,
+                replication: Number(flags.replication),
+              });
+              print(
+                `ring version ${ring.version}: ${
+                  ringTypeName(ring.type)
+                }, ${ring.members().length} members, replication ${ring.replication}`,
+              );
+            }),
+        },
+      ],
     },
     {
       name: "volume",
@@ -307,6 +495,11 @@ const root: Command = {
       summary: "delete blocks no volume or snapshot references (needs torusd stopped)",
       run: ({ flags }) =>
         withNode(flags, async (node) => {
+          if (node instanceof ClusterAdmin) {
+            throw new UsageError(
+              "in a cluster every torusd collects its own block store each minute: nothing to run",
+            );
+          }
           const result = await collectGarbage(await node.volumes());
           print(`deleted ${result.deletedBlocks} blocks, kept ${result.keptBlocks}`);
         }),

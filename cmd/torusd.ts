@@ -7,7 +7,8 @@
 import { parseArgs } from "node:util";
 import { SystemClock } from "../lib/clock.ts";
 import { reportError } from "../lib/cli/command.ts";
-import { Torusd } from "../lib/daemon/torusd.ts";
+import { Torusd, type TorusdClusterOptions } from "../lib/daemon/torusd.ts";
+import { clusterNodeOptions, clusterRequested } from "../lib/ctl/cluster_flags.ts";
 import { stderrLogger } from "../lib/log.ts";
 import { parseSizeSpec } from "../lib/size.ts";
 import { VERSION } from "../lib/version.ts";
@@ -23,6 +24,20 @@ Flags:
   --auto-init      initialize the data directory with defaults when it is not
   --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
   --http ADDR      serve /healthz and /metrics at HOST:PORT
+
+Cluster mode (metadata in etcd, blocks on the ring's peers), chosen by any etcd flag:
+  --etcd, -C ENDPOINTS   etcd endpoints, comma separated (host:port, http://, https://)
+  --etcd-ca-file FILE    CA of etcd's certificate (enables TLS)
+  --etcd-cert-file FILE  client certificate for etcd
+  --etcd-key-file FILE   key of the client certificate
+  --config FILE          client config (default ~/.torus/config.json), see torusctl config
+  --profile NAME         profile of the client config
+  --peer-address URL     serve blocks to peers at tdp://HOST:PORT (default port 40000);
+                         without it this torusd is a client of the cluster
+  --auto-join            add this node to the ring when it is not a member
+  --read-level LEVEL     block (default), seq or spread
+  --write-level LEVEL    all (default), one or local
+  --read-cache-size SIZE memory for blocks read from peers (default 50MiB, 0 disables)
   --debug          log debug messages
   --version        print the version
   -h, --help       show this help`;
@@ -39,6 +54,17 @@ async function main(args: string[]): Promise<number> {
         nbd: { type: "string", default: "" },
         http: { type: "string", default: "" },
         debug: { type: "boolean", default: false },
+        etcd: { type: "string", short: "C" },
+        "etcd-ca-file": { type: "string" },
+        "etcd-cert-file": { type: "string" },
+        "etcd-key-file": { type: "string" },
+        config: { type: "string" },
+        profile: { type: "string" },
+        "peer-address": { type: "string" },
+        "auto-join": { type: "boolean", default: false },
+        "read-level": { type: "string", default: "block" },
+        "write-level": { type: "string", default: "all" },
+        "read-cache-size": { type: "string", default: "50MiB" },
         version: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -60,11 +86,24 @@ async function main(args: string[]): Promise<number> {
   const logger = stderrLogger(values.debug ? "debug" : "info", "torusd");
   let daemon: Torusd;
   try {
+    const clock = new SystemClock();
+    let cluster: TorusdClusterOptions | undefined;
+    if (clusterRequested(values)) {
+      cluster = {
+        ...await clusterNodeOptions(values, { clock, logger }),
+        peerAddress: values["peer-address"],
+        autoJoin: values["auto-join"],
+      };
+    } else if (values["peer-address"] !== undefined || values["auto-join"]) {
+      console.error("torusd: --peer-address and --auto-join need a cluster: give --etcd HOST:PORT");
+      return 2;
+    }
     daemon = await Torusd.start({
+      cluster,
       dataDir: values["data-dir"],
       size: values.size === undefined ? undefined : parseSizeSpec(values.size),
       autoInit: values["auto-init"],
-      clock: new SystemClock(),
+      clock,
       logger,
       nbdAddress: values.nbd || undefined,
       httpAddress: values.http || undefined,

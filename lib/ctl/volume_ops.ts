@@ -52,6 +52,8 @@ export async function deleteVolume(node: TorusNode, name: string): Promise<void>
 export interface InitOptions {
   blockSizeText: string;
   blockSpec: string;
+  /** A cluster starts with an empty ring instead of ketama (`--no-ring`). */
+  noRing?: boolean;
 }
 
 /** Formats the data directory's metadata. */
@@ -66,7 +68,7 @@ export async function initialize(node: TorusNode, options: InitOptions): Promise
     );
   }
   const defaultBlockSpec = formatBlockSpec(parseBlockSpec(options.blockSpec));
-  await node.initialize({ blockSizeBytes, defaultBlockSpec });
+  await node.initialize({ blockSizeBytes, defaultBlockSpec }, { noRing: options.noRing });
 }
 
 /**

@@ -13,6 +13,8 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { LocalNode } from "../node/local_node.ts";
+import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
+import type { TorusNode } from "../node/torus_node.ts";
 import { NBD_PORT_DEFAULT, parseHostPort } from "./torusd.ts";
 
 /** Options of {@linkcode NbdServe.start}. */
@@ -24,15 +26,17 @@ export interface NbdServeOptions {
   readOnly: boolean;
   clock: Clock;
   logger: Logger;
+  /** Serve a cluster's volumes as its client instead of a data directory's. */
+  cluster?: Omit<ClusterNodeOptions, "clock" | "logger">;
 }
 
 /** A running `nbdserve`. */
 export class NbdServe {
   readonly server: NbdServer;
-  #node: LocalNode;
+  #node: TorusNode;
   #exports: VolumeExports;
 
-  private constructor(node: LocalNode, exports: VolumeExports, server: NbdServer) {
+  private constructor(node: TorusNode, exports: VolumeExports, server: NbdServer) {
     this.#node = node;
     this.#exports = exports;
     this.server = server;
@@ -46,12 +50,16 @@ export class NbdServe {
    */
   static async start(options: NbdServeOptions): Promise<NbdServe> {
     const { hostname, port } = parseHostPort(options.address, NBD_PORT_DEFAULT);
-    const node = await LocalNode.open({ dataDir: options.dataDir, clock: options.clock });
+    const node: TorusNode = options.cluster
+      ? await ClusterNode.open({ ...options.cluster, clock: options.clock, logger: options.logger })
+      : await LocalNode.open({ dataDir: options.dataDir, clock: options.clock });
     try {
       const context = await node.volumes();
-      context.reclaimSpace = async () => {
-        await collectGarbage(context);
-      };
+      if (node instanceof LocalNode) {
+        context.reclaimSpace = async () => {
+          await collectGarbage(context);
+        };
+      }
       const exports = new VolumeExports({
         context,
         lease: async () => (await node.lease()).lease,

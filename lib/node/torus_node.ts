@@ -11,6 +11,12 @@ import type { GlobalMetadata, MetadataService } from "../metadata/metadata_servi
 import type { SizeSpec } from "../size.ts";
 import type { LeaseKeeper } from "./lease_keeper.ts";
 
+/** Options of {@linkcode TorusNode.initialize}. */
+export interface InitializeOptions {
+  /** A cluster starts with an empty ring instead of ketama; a data directory ignores it. */
+  noRing?: boolean;
+}
+
 /** An open Torus: metadata, and the blocks behind its volumes. */
 export interface TorusNode {
   /** The metadata service. */
@@ -25,7 +31,7 @@ export interface TorusNode {
    * Formats the metadata (`torusctl init`).
    * @throws {AlreadyExistsError} when it is already initialized.
    */
-  initialize(metadata: GlobalMetadata): Promise<void>;
+  initialize(metadata: GlobalMetadata, options?: InitializeOptions): Promise<void>;
   /**
    * Opens the block store (once) and returns what volume operations need.
    * `size` applies when a local store is created or grown.
