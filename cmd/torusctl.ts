@@ -14,7 +14,7 @@ import {
   profileFromEtcdFlags,
   profileFromFlags,
 } from "../lib/config/etcd_flags.ts";
-import { formatCliConfig, readCliConfig, saveProfile } from "../lib/config/profile.ts";
+import { saveProfile, viewCliConfig } from "../lib/config/profile.ts";
 import { dumpVolume, loadVolume } from "../lib/ctl/dump_load.ts";
 import {
   createSnapshot,
@@ -238,20 +238,8 @@ const config: Command = {
       if (Object.keys(profile).length > 0) {
         throw new UsageError("--view prints the config file: drop the --etcd flags to view it");
       }
-      const stored = await readCliConfig(path);
-      if (stored === null) {
-        throw new Deno.errors.NotFound(
-          `Cannot view "${path}": it does not exist (write it with "torusctl config --etcd ...")`,
-        );
-      }
-      if (flags.profile === undefined) return print(formatCliConfig(stored).trimEnd());
-      const entry = stored.etcd_config[profileFromFlags(flags)];
-      if (entry === undefined) {
-        throw new RangeError(
-          `Cannot view profile "${flags.profile}": "${path}" has no such profile`,
-        );
-      }
-      return print(JSON.stringify(entry, null, "\t"));
+      const name = flags.profile === undefined ? undefined : profileFromFlags(flags);
+      return print(await viewCliConfig(path, name));
     }
     const name = profileFromFlags(flags);
     await saveProfile(path, name, profile);

@@ -192,6 +192,29 @@ export function formatCliConfig(config: CliConfig): string {
 }
 
 /**
+ * The config file as `torusctl config --view` prints it: the whole file, or
+ * one profile's entry, indented with tabs.
+ *
+ * @throws {Deno.errors.NotFound} when the file does not exist.
+ * @throws {RangeError} when `profile` is given and the file has no such profile.
+ * @throws {SyntaxError} on a malformed file.
+ */
+export async function viewCliConfig(path: string, profile?: string): Promise<string> {
+  const config = await readCliConfig(path);
+  if (config === null) {
+    throw new Deno.errors.NotFound(
+      `Cannot view "${path}": it does not exist (write it with "torusctl config --etcd ...")`,
+    );
+  }
+  if (profile === undefined) return formatCliConfig(config).trimEnd();
+  const entry = config.etcd_config[profile];
+  if (entry === undefined) {
+    throw new RangeError(`Cannot view profile "${profile}": "${path}" has no such profile`);
+  }
+  return JSON.stringify(entry, null, "\t");
+}
+
+/**
  * Writes the config file, pretty-printed with tabs as the original: the
  * directory is created 0700 when missing, and the file replaced atomically
  * with mode 0600.

@@ -8,6 +8,7 @@ import {
   readCliConfig,
   resolveEtcdSettings,
   saveProfile,
+  viewCliConfig,
   writeCliConfig,
 } from "./profile.ts";
 
@@ -148,4 +149,17 @@ Deno.test("resolveEtcdSettings(): flags win, then the profile, then 127.0.0.1:23
   const elsewhere = join(home.path, "elsewhere.json");
   await writeCliConfig(elsewhere, { etcd_config: { default: { etcd: "e:1" } } });
   assert.deepEqual((await resolveEtcdSettings({ config: elsewhere }, options)).endpoints, ["e:1"]);
+});
+
+Deno.test("viewCliConfig() prints the file or one profile, tab-indented", async () => {
+  await using home = await tempHome();
+  const path = defaultConfigPath(home.path);
+  await assert.rejects(viewCliConfig(path), Deno.errors.NotFound);
+  await saveProfile(path, "default", { etcd: "a:1" });
+  assert.equal(
+    await viewCliConfig(path),
+    '{\n\t"etcd_config": {\n\t\t"default": {\n\t\t\t"etcd": "a:1"\n\t\t}\n\t}\n}',
+  );
+  assert.equal(await viewCliConfig(path, "default"), '{\n\t"etcd": "a:1"\n}');
+  await assert.rejects(viewCliConfig(path, "other"), RangeError);
 });
