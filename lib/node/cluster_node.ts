@@ -36,6 +36,7 @@ import { MemoryBlockStore } from "../storage/memory_block_store.ts";
 import { resolveStoreSizeBytes } from "../storage/store_size.ts";
 import { dataDirPaths, ensureDataDir, readOrCreateUuid } from "./data_dir.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
+import { retryingMetadata } from "../metadata/retrying_metadata.ts";
 import type { TorusNode } from "./torus_node.ts";
 
 /** Time between two heartbeats (peer registration and peer-list refresh). */
@@ -149,7 +150,8 @@ export class ClusterNode implements TorusNode {
       await ensureDataDir(paths);
       uuid = await readOrCreateUuid(paths);
     }
-    const metadata = await options.openMetadata(uuid);
+    // Writers wait out a short etcd outage (a restart) instead of failing their FLUSH.
+    const metadata = retryingMetadata(await options.openMetadata(uuid), options.clock);
     const opened: { close(): Promise<void> }[] = [metadata];
     try {
       const global = await readGlobal(metadata, options);
