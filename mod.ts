@@ -43,8 +43,12 @@ export {
   ClosedError,
   ConflictError,
   FencedError,
+  MetadataUnavailableError,
+  NoPeersError,
   NotInitializedError,
   OutOfSpaceError,
+  PeerNotFoundError,
+  PeerUnavailableError,
   ReadOnlyError,
   SnapshotNotFoundError,
   TorusError,
@@ -78,6 +82,60 @@ export type {
 } from "./lib/metadata/metadata_service.ts";
 export { MemoryMetadata, MemoryMetadataStore } from "./lib/metadata/memory_metadata.ts";
 export { SqliteMetadata, type SqliteMetadataOptions } from "./lib/metadata/sqlite_metadata.ts";
+export {
+  EtcdMetadata,
+  type EtcdMetadataOptions,
+  type EtcdTlsFiles,
+  wipeEtcd,
+  type WipeEtcdOptions,
+} from "./lib/metadata/etcd_metadata.ts";
+export { retryingMetadata } from "./lib/metadata/retrying_metadata.ts";
+
+// Placement rings.
+export {
+  createRing,
+  EmptyRing,
+  isMutableRing,
+  KetamaRing,
+  ModRing,
+  type MutableRing,
+  parseRingType,
+  type PeerPermutation,
+  type Ring,
+  type RingOptions,
+  type RingPeer,
+  type RingSimOptions,
+  type RingSimResult,
+  RingType,
+  ringTypeName,
+  simulateRingChange,
+  SingleRing,
+  UnionRing,
+  unmarshalRing,
+} from "./lib/ring/mod.ts";
+
+// Peers and the distributor.
+export {
+  parsePeerAddress,
+  PEER_PORT_DEFAULT,
+  type PeerCallOptions,
+  type PeerClient,
+  type PeerListener,
+  TcpTransport,
+  type TcpTransportOptions,
+  type Transport,
+} from "./lib/peer/mod.ts";
+export { MemoryTransport, type MemoryTransportOptions } from "./lib/peer/memory_transport.ts";
+export {
+  Distributor,
+  type DistributorOptions,
+  type DistributorStats,
+  READ_LEVELS,
+  type ReadLevel,
+  WRITE_LEVELS,
+  type WriteLevel,
+} from "./lib/distributor/distributor.ts";
+export { Rebalancer, type RebalancerOptions } from "./lib/distributor/rebalancer.ts";
 
 // Files and block volumes.
 export { File, type FileOptions, type Whence } from "./lib/file/file.ts";
@@ -91,6 +149,12 @@ export {
 } from "./lib/block/block_volume.ts";
 export { collectGarbage, type GcResult } from "./lib/block/gc.ts";
 
-// A data directory on one machine.
+// A data directory on one machine, or a process in a cluster.
+export type { TorusNode } from "./lib/node/torus_node.ts";
 export { LocalNode, type LocalNodeOptions } from "./lib/node/local_node.ts";
+export {
+  ClusterNode,
+  type ClusterNodeOptions,
+  initializeCluster,
+} from "./lib/node/cluster_node.ts";
 export { VERSION } from "./lib/version.ts";

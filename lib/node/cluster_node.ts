@@ -16,7 +16,7 @@ import { collectGarbage, type GcMarks, type GcResult, markLiveBlocks } from "../
 import type { Clock } from "../clock.ts";
 import { LEASE_RENEW_INTERVAL_MS } from "../constants.ts";
 import { Distributor, type ReadLevel, type WriteLevel } from "../distributor/distributor.ts";
-import { Rebalancer } from "../distributor/rebalancer.ts";
+import { Rebalancer, type RebalanceStatus } from "../distributor/rebalancer.ts";
 import { AlreadyExistsError, ConflictError, NotInitializedError } from "../errors.ts";
 import { INodeStore } from "../inode/inode_store.ts";
 import type { Logger } from "../log.ts";
@@ -226,7 +226,7 @@ export class ClusterNode implements TorusNode {
   }
 
   /** The rebalancer's progress, or null on a node that does not rebalance. */
-  rebalanceStatus() {
+  rebalanceStatus(): RebalanceStatus | null {
     return this.#rebalancer?.status() ?? null;
   }
 
