@@ -8,7 +8,7 @@
 import { collectGarbage } from "../block/gc.ts";
 import type { Clock } from "../clock.ts";
 import { BLOCK_SIZE_BYTES_DEFAULT } from "../constants.ts";
-import { NotInitializedError } from "../errors.ts";
+import { MetadataUnavailableError, NotInitializedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { LocalNode } from "../node/local_node.ts";
 import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
@@ -43,6 +43,11 @@ export function parseHostPort(
 
 /** The HTTP status port when an address names none. */
 export const HTTP_PORT_DEFAULT = 4321;
+
+/** First pause before retrying to reach etcd at start, in milliseconds; it doubles. */
+export const ETCD_RETRY_MIN_MS = 1_000;
+/** Longest pause between attempts to reach etcd at start, in milliseconds. */
+export const ETCD_RETRY_MAX_MS = 30_000;
 
 /** Time between garbage collections. */
 export const GC_INTERVAL_MS = 60_000;
@@ -147,13 +152,27 @@ export class Torusd {
     options: TorusdOptions,
     cluster: TorusdClusterOptions,
   ): Promise<Torusd> {
-    const node = await ClusterNode.open({
-      ...cluster,
-      clock: options.clock,
-      logger: options.logger,
-      dataDir: options.dataDir,
-      storeSize: options.size,
-    });
+    let node: ClusterNode;
+    for (let pause = ETCD_RETRY_MIN_MS;; pause = Math.min(pause * 2, ETCD_RETRY_MAX_MS)) {
+      try {
+        node = await ClusterNode.open({
+          ...cluster,
+          clock: options.clock,
+          logger: options.logger,
+          dataDir: options.dataDir,
+          storeSize: options.size,
+        });
+        break;
+      } catch (error) {
+        // Other nodes and clients depend on this one: wait for etcd rather than exit.
+        if (!(error instanceof MetadataUnavailableError)) throw error;
+        options.logger.log(
+          "warn",
+          `${error.message}; retrying in ${Math.round(pause / 1000)} s`,
+        );
+        await options.clock.sleep(pause);
+      }
+    }
     try {
       const volumes = await node.volumes();
       const daemon = new Torusd(node, volumes, options);

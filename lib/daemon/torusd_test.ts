@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { ManualClock } from "../clock.ts";
+import { MetadataUnavailableError } from "../errors.ts";
+import type { LogLevel } from "../log.ts";
+import { MemoryMetadata, MemoryMetadataStore } from "../metadata/memory_metadata.ts";
+import { initializeCluster } from "../node/cluster_node.ts";
+import { MemoryTransport } from "../peer/memory_transport.ts";
+import { ETCD_RETRY_MIN_MS, Torusd } from "./torusd.ts";
+
+Deno.test("Torusd: in cluster mode it waits for an unreachable etcd, logging each attempt", async () => {
+  const clock = new ManualClock(1_700_000_000_000);
+  const store = new MemoryMetadataStore();
+  await initializeCluster(new MemoryMetadata({ clock, store }), {
+    global: { blockSizeBytes: 65536, defaultBlockSpec: "crc,base" },
+  });
+  const logs: string[] = [];
+  let attempts = 0;
+  const dataDir = await Deno.makeTempDir({ prefix: "torusd-retry-" });
+  try {
+    const starting = Torusd.start({
+      dataDir,
+      size: { bytes: 16 * 65536 },
+      autoInit: false,
+      clock,
+      logger: { log: (level: LogLevel, message: string) => logs.push(`${level} ${message}`) },
+      cluster: {
+        openMetadata: (uuid) => {
+          attempts++;
+          if (attempts <= 2) {
+            return Promise.reject(
+              new MetadataUnavailableError("etcd at 127.0.0.1:1 is unreachable"),
+            );
+          }
+          return Promise.resolve(new MemoryMetadata({ clock, store, uuid }));
+        },
+        location: "etcd 127.0.0.1:1",
+        initAdvice: "torusctl init --etcd 127.0.0.1:1",
+        transport: () => new MemoryTransport({ clock }),
+      },
+    });
+    while (attempts < 3) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      clock.advance(ETCD_RETRY_MIN_MS);
+    }
+    const daemon = await starting;
+    await daemon.close();
+    assert.equal(attempts, 3);
+    assert.equal(
+      logs.filter((line) => /^warn .*unreachable; retrying in \d+ s/.test(line)).length,
+      2,
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
