@@ -118,7 +118,12 @@ async function main(args: string[]): Promise<number> {
   const nbdPort = daemon.nbd?.port;
   if (nbdPort !== undefined) {
     const host = values.nbd.replace(/:\d*$/, "");
-    printNextSteps(values["data-dir"], `${host}:${nbdPort}`);
+    const flag = clusterRequested(values)
+      ? ` --etcd ${values.etcd ?? "(your profile)"}`
+      : values["data-dir"] === "./torus-data"
+      ? ""
+      : ` --data-dir ${values["data-dir"]}`;
+    printNextSteps(flag, `${host}:${nbdPort}`);
   }
   await stopped.promise;
   logger.log("info", "shutting down");
@@ -126,8 +131,7 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-function printNextSteps(dataDir: string, nbd: string): void {
-  const flag = dataDir === "./torus-data" ? "" : ` --data-dir ${dataDir}`;
+function printNextSteps(flag: string, nbd: string): void {
   console.error(`
 Torus is serving volumes over NBD at ${nbd}. Next:
   deno task torusctl volume create-block vol1 1GiB${flag}
