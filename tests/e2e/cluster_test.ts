@@ -262,3 +262,175 @@ clusterTest(
     );
   },
 );
+
+/**
+ * Python for nbdsh: until its stdin ends, random unaligned writes over the
+ * export with a read-back check after every few and a FLUSH every
+ * `flushEvery`, against a local model. It prints `FLUSHED n` after each
+ * successful flush and `WRITE-ERROR`, `READ-ERROR` or `FLUSH-ERROR` lines
+ * for failed requests (a failed write leaves its range unknown: the mask
+ * marks it); a read that returns wrong bytes fails the script. At the end a
+ * last FLUSH must succeed; then the model and the mask are saved.
+ */
+function ioLoopScript(model: string, mask: string, seed: number, flushEvery: number) {
+  return `
+import random, sys, threading, time
+B = ${BLOCK}
+size = h.get_size()
+rng = random.Random(${seed})
+expected = bytearray(size)
+unknown = bytearray(size)
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+def log(*args):
+    print(*args, flush=True)
+ops = flushes = 0
+while not stop.is_set():
+    length = rng.choice([1, 4096, 5000, B - 1, B, B + 3, 2 * B + 7])
+    offset = rng.randrange(0, size - length + 1)
+    data = rng.randbytes(length)
+    try:
+        h.pwrite(data, offset)
+        expected[offset:offset + length] = data
+        unknown[offset:offset + length] = bytes(length)
+    except nbd.Error as e:
+        unknown[offset:offset + length] = b"\\x01" * length
+        log("WRITE-ERROR", ops, time.time(), e)
+    ops += 1
+    if ops % 3 == 0:
+        n = rng.choice([512, 70000, B, 2 * B])
+        at = rng.randrange(0, size - n + 1)
+        try:
+            got = h.pread(n, at)
+        except nbd.Error as e:
+            log("READ-ERROR", ops, time.time(), e)
+        else:
+            clean = unknown.find(1, at, at + n) == -1
+            if not clean or got != expected[at:at + n]:
+                for i in range(n):
+                    if not unknown[at + i] and got[i] != expected[at + i]:
+                        raise AssertionError("read after op %d: byte %d is %d, expected %d" % (ops, at + i, got[i], expected[at + i]))
+    if ops % ${flushEvery} == 0:
+        try:
+            h.flush()
+            flushes += 1
+            log("FLUSHED", flushes, ops, time.time())
+        except nbd.Error as e:
+            log("FLUSH-ERROR", ops, time.time(), e)
+h.flush()
+open(${JSON.stringify(model)}, "wb").write(expected)
+open(${JSON.stringify(mask)}, "wb").write(unknown)
+h.shutdown()
+log("DONE", ops, flushes + 1)
+`;
+}
+
+/** Waits until the script has flushed `count` more times than when called. */
+async function moreFlushes(io: NbdshProcess, count: number, timeoutMs: number): Promise<void> {
+  const flushed = () => io.stdout.filter((line) => line.startsWith("FLUSHED ")).length;
+  const target = flushed() + count;
+  const deadline = Date.now() + timeoutMs;
+  while (flushed() < target) {
+    if (Date.now() > deadline) {
+      const result = await io.release();
+      throw new Error(
+        `the writer flushed ${flushed()} of ${target} times within ${timeoutMs} ms:\n` +
+          `${result.stdout}\n${result.stderr}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** What {@linkcode ioDuring} leaves: the model of the volume and the script's report. */
+interface IoOutcome {
+  /** The bytes every acknowledged write left (zeros where never written). */
+  expected: Uint8Array<ArrayBuffer>;
+  /** 1 where a failed write left the bytes unknown. */
+  unknown: Uint8Array;
+  /** Lines the script printed. */
+  lines: string[];
+  /** `WRITE-ERROR`, `READ-ERROR` and `FLUSH-ERROR` lines. */
+  errors: string[];
+}
+
+/**
+ * Runs {@linkcode ioLoopScript} on `volume` through `client` until it has
+ * flushed a few times, runs `disrupt` while it keeps going, lets it run for
+ * `flushesAfter` more successful flushes, and stops it; the script must end
+ * well (a last FLUSH succeeded, every read matched the model).
+ */
+async function ioDuring(
+  cluster: TestCluster,
+  uri: string,
+  disrupt: () => Promise<void>,
+  options: { seed: number; flushesAfter: number; timeoutMs: number },
+): Promise<IoOutcome> {
+  const model = join(cluster.dir, `model-${options.seed}.bin`);
+  const mask = join(cluster.dir, `mask-${options.seed}.bin`);
+  const io = await spawnNbdsh(uri, ioLoopScript(model, mask, options.seed, 10));
+  let released = false;
+  try {
+    await moreFlushes(io, 3, 20_000);
+    await disrupt();
+    await moreFlushes(io, options.flushesAfter, options.timeoutMs);
+    const result = await io.release(30_000);
+    released = true;
+    assert.equal(result.code, 0, `the writer failed:\n${result.stdout}\n${result.stderr}`);
+    assert.match(result.stdout, /^DONE \d+ \d+$/m);
+    const lines = result.stdout.split("\n");
+    return {
+      expected: await Deno.readFile(model),
+      unknown: await Deno.readFile(mask),
+      lines,
+      errors: lines.filter((line) => /^(WRITE|READ|FLUSH)-ERROR /.test(line)),
+    };
+  } finally {
+    if (!released) await io.release(5_000);
+  }
+}
+
+/** Asserts that `uri` reads as the model wherever the model knows the bytes. */
+async function assertMatchesModel(
+  cluster: TestCluster,
+  uri: string,
+  outcome: IoOutcome,
+  what: string,
+): Promise<void> {
+  if (!outcome.unknown.includes(1)) {
+    await assertVolume(cluster, uri, outcome.expected, what);
+    return;
+  }
+  const got = await readExport(cluster.dir, uri);
+  assert.equal(got.length, outcome.expected.length, what);
+  for (let i = 0; i < got.length; i++) {
+    if (outcome.unknown[i] === 0 && got[i] !== outcome.expected[i]) {
+      assert.fail(`${what}: byte ${i} is ${got[i]}, expected ${outcome.expected[i]}`);
+    }
+  }
+}
+
+clusterTest(
+  "cluster: kill -9 of a node while reading and writing loses nothing",
+  90_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const a = await c.startClient();
+    const outcome = await ioDuring(c, a.uri("v"), () => c.killNode(1), {
+      seed: 5,
+      flushesAfter: 6,
+      timeoutMs: 30_000,
+    });
+    // Reads fail over to the other replica, writes hand off, flushes copy what the dead node held.
+    assert.deepEqual(outcome.errors, [], "no request failed");
+    await c.stopClient(a);
+    const b = await c.startClient();
+    await assertMatchesModel(c, b.uri("v"), outcome, "through a fresh client, node 1 down");
+    await c.stopClient(b);
+    // Node 1 comes back with stale copies of blocks rewritten while it was down: never read.
+    await c.startNode(1);
+    await c.waitForMembers(3);
+    const d = await c.startClient();
+    await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
+  },
+);
