@@ -52,9 +52,16 @@
  * - **Delete**: on this node and every peer of the permutation, in parallel,
  *   best effort; true when any had the block.
  * - **Flush**: the local store and every peer written to (or deleted on)
- *   since its last successful flush, in parallel; fails if any fails, and a
- *   peer that failed stays to be flushed by the next flush (an acknowledged
- *   flush means durable on every replica), until a new ring drops it.
+ *   since its last successful flush, in parallel. An acknowledged flush
+ *   means every block acknowledged before it is durable on as many peers
+ *   as a write needs: the blocks a peer that does not confirm (killed,
+ *   partitioned) acknowledged since its last flush are copied from a holder
+ *   that confirmed to the next peers of their permutation, which are
+ *   flushed in turn; the failed peer is then no longer waited for. The
+ *   flush fails when that is impossible (no other peer, the block's
+ *   placement forgotten, more than {@linkcode UNFLUSHED_BLOCKS_MAX} blocks),
+ *   and the failed peer stays to be flushed by the next flush, until a new
+ *   ring drops it.
  * - `hasBlock`, `blockRefs`, `numBlocks` and `usedBlocks` describe the local
  *   store (the rebalancer walks it).
  *
