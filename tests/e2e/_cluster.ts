@@ -143,19 +143,22 @@ async function freeSubnet(): Promise<number> {
   throw new Error("Cannot pick a subnet: every 10.77.S.0/24 is in use on this machine");
 }
 
+/** The variable every process of a cluster has in its environment: the cluster's directory. */
+const MARKER = "TORUS_TEST_CLUSTER";
+
 /**
  * A shell that waits for end of file on its stdin (the test process exited
  * or closed it) and then kills every process listed in `pidFile` that still
- * runs with `directory` on its command line, runs `cleanup` (deleting
- * namespaces and links) and removes `directory`. After a normal close there
- * is nothing left for it to do. As with etcd's watchdog, the waiting runs in
- * an orphaned background subshell, which outlives `deno test` killing the
- * processes a module spawned.
+ * runs with `{@linkcode MARKER}=directory` in its environment, runs
+ * `cleanup` (deleting links and namespaces) and removes `directory`. After a
+ * normal close there is nothing left for it to do. As with etcd's watchdog,
+ * the waiting runs in an orphaned background subshell, which outlives `deno
+ * test` killing the processes a module spawned.
  */
 function spawnWatchdog(pidFile: string, directory: string, cleanup: string): Deno.ChildProcess {
   const script = 'read _ <&3; for pid in $(cat "$1" 2>/dev/null); do ' +
-    'case "$(tr "\\0" " " < "/proc/$pid/cmdline" 2>/dev/null)" in ' +
-    '*"$2/"*) kill -KILL "$pid" 2>/dev/null;; esac; done; ' +
+    'case " $(tr "\\0" " " < "/proc/$pid/environ" 2>/dev/null)" in ' +
+    `*" ${MARKER}=$2 "*) kill -KILL "$pid" 2>/dev/null;; esac; done; ` +
     `${cleanup}; rm -rf "$2"`;
   return new Deno.Command("sh", {
     args: ["-c", `exec 3<&0; (${script}) & wait`, "torus-cluster-watchdog", pidFile, directory],
@@ -172,6 +175,8 @@ interface Netns {
   bridge: string;
   /** Namespaces created so far. */
   namespaces: string[];
+  /** Root-namespace ends of the veth pairs created so far. */
+  links: string[];
 }
 
 /** A cluster of real processes; see the module documentation. */
@@ -217,8 +222,14 @@ export class TestCluster {
     const cleanups: string[] = [];
     if (options.netns) {
       const tag = `${Deno.pid}${crypto.getRandomValues(new Uint8Array(1))[0]! % 10}`;
-      netns = { subnet: await freeSubnet(), bridge: `tb${tag}`, namespaces: [] };
-      for (let i = 0; i < count; i++) cleanups.push(`ip netns del tn${tag}x${i} 2>/dev/null`);
+      netns = { subnet: await freeSubnet(), bridge: `tb${tag}`, namespaces: [], links: [] };
+      for (let i = 0; i < count; i++) {
+        // Deleting the namespace is not enough: sockets left in it can keep it, and its links, alive.
+        cleanups.push(
+          `ip link del tv${tag}x${i} 2>/dev/null`,
+          `ip netns del tn${tag}x${i} 2>/dev/null`,
+        );
+      }
       cleanups.push(`ip link del ${netns.bridge} 2>/dev/null`);
     }
     const watchdog = spawnWatchdog(join(dir, "pids"), dir, cleanups.join("; ") || "true");
@@ -330,6 +341,7 @@ export class TestCluster {
         ...(this.options.nodeArgs ?? []),
       ],
       wrapper: node.netns ? [await requireTool("ip"), "netns", "exec", node.netns] : undefined,
+      env: { [MARKER]: this.dir },
       ready: (log) => allMatch(log, [/node (\S+) of the cluster at .*: serving peers at /]),
     });
     node.process = process;
@@ -380,6 +392,7 @@ export class TestCluster {
     const { process, match } = await startProcess({
       binary: "torusblk",
       args: ["nbdserve", ...this.etcdFlags, "-l", "127.0.0.1:0", ...extra],
+      env: { [MARKER]: this.dir },
       ready: (log) => allMatch(log, [/NBD on 127\.0\.0\.1:(\d+)/]),
     });
     await this.#notePid(process);
@@ -478,6 +491,7 @@ async function setUpNamespace(
   await ip("netns", "add", name);
   netns.namespaces.push(name);
   await ip("link", "add", hostLink, "type", "veth", "peer", "name", nsLink);
+  netns.links.push(hostLink);
   await ip("link", "set", nsLink, "netns", name);
   await ip("link", "set", hostLink, "master", netns.bridge, "up");
   await ip("-n", name, "addr", "add", `${address}/24`, "dev", nsLink);
@@ -485,10 +499,20 @@ async function setUpNamespace(
   await ip("-n", name, "link", "set", "lo", "up");
 }
 
-/** Deletes the namespaces (and with them their veth pairs) and the bridge. */
+/**
+ * Deletes the veth pairs, the namespaces and the bridge. (A namespace outlives
+ * its name while sockets in it, such as orphaned connections retransmitting
+ * into a cut link, hold it, and its links with it: they are deleted first.)
+ */
 async function removeNetns(netns: Netns | null): Promise<void> {
   if (netns === null) return;
   const errors: unknown[] = [];
+  for (const link of netns.links) {
+    await ip("link", "del", link).catch((error) => {
+      if (!/Cannot find device/.test(String(error))) errors.push(error);
+    });
+  }
+  netns.links.length = 0;
   for (const name of netns.namespaces) {
     await ip("netns", "del", name).catch((error) => errors.push(error));
   }

@@ -51,6 +51,8 @@ export interface StartProcessOptions {
   wrapper?: string[];
   /** How long the process may take to get ready; default 30 s. */
   timeoutMs?: number;
+  /** Variables added to the process's environment. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -65,6 +67,7 @@ export async function startProcess(
   const [command, ...prefix] = [...(options.wrapper ?? []), Deno.execPath()];
   const child = new Deno.Command(command!, {
     args: [...prefix, "run", "-A", `${ROOT}cmd/${options.binary}.ts`, ...options.args],
+    env: options.env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
