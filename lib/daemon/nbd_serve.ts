@@ -11,6 +11,7 @@ import { VolumeExports } from "../block/volume_exports.ts";
 import { collectGarbage } from "../block/gc.ts";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
+import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { LocalNode } from "../node/local_node.ts";
 import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
@@ -69,8 +70,7 @@ export class NbdServe {
         provider: exports,
         hostname,
         port,
-        logger: (entry) =>
-          options.logger.log(entry.level, `${entry.peer ? `${entry.peer}: ` : ""}${entry.message}`),
+        logger: (entry) => options.logger.log(entry.level, formatNbdLogEntry(entry)),
       });
       options.logger.log("info", `NBD on ${hostname}:${server.port}`);
       return new NbdServe(node, exports, server);

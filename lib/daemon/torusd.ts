@@ -15,6 +15,7 @@ import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
 import type { SizeSpec } from "../size.ts";
 import type { VolumeContext } from "../block/block_volume.ts";
 import { VolumeExports } from "../block/volume_exports.ts";
+import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
 
@@ -216,7 +217,7 @@ export class Torusd {
       hostname,
       port,
       logger: (entry) =>
-        logger.log(entry.level, `nbd${entry.peer ? ` ${entry.peer}` : ""}: ${entry.message}`),
+        logger.log(entry.level, `nbd${entry.peer ? " " : ": "}${formatNbdLogEntry(entry)}`),
     });
     logger.log("info", `NBD on ${hostname}:${this.#nbd.port}`);
   }

@@ -52,9 +52,16 @@
  * - **Delete**: on this node and every peer of the permutation, in parallel,
  *   best effort; true when any had the block.
  * - **Flush**: the local store and every peer written to (or deleted on)
- *   since its last successful flush, in parallel; fails if any fails, and a
- *   peer that failed stays to be flushed by the next flush (an acknowledged
- *   flush means durable on every replica), until a new ring drops it.
+ *   since its last successful flush, in parallel. An acknowledged flush
+ *   means every block acknowledged before it is durable on as many peers
+ *   as a write needs: the blocks a peer that does not confirm (killed,
+ *   partitioned) acknowledged since its last flush are copied from a holder
+ *   that confirmed to the next peers of their permutation, which are
+ *   flushed in turn; the failed peer is then no longer waited for. The
+ *   flush fails when that is impossible (no other peer, the block's
+ *   placement forgotten, more than {@linkcode UNFLUSHED_BLOCKS_MAX} blocks),
+ *   and the failed peer stays to be flushed by the next flush, until a new
+ *   ring drops it.
  * - `hasBlock`, `blockRefs`, `numBlocks` and `usedBlocks` describe the local
  *   store (the rebalancer walks it).
  *
@@ -102,8 +109,20 @@ export const WRITE_TIMEOUT_MS = 2_000;
 export const DELETE_TIMEOUT_MS = 2_000;
 /** Timeout of one remote flush, in milliseconds: a flush waits for the peer's disk. */
 export const FLUSH_TIMEOUT_MS = 30_000;
+/**
+ * Rounds of one flush: the peers written to, then the peers that took
+ * copies of blocks a failed peer held unflushed, and so on.
+ */
+export const FLUSH_ROUNDS_MAX = 3;
 /** Blocks whose last placement is remembered for range writes (about 100 bytes each). */
 export const PLACEMENTS_MAX = 16_384;
+/**
+ * Blocks written to one peer since its last flush that the distributor
+ * remembers, so that a flush the peer cannot confirm copies them elsewhere
+ * (about 100 bytes each). A peer with more cannot be repaired that way: its
+ * flush fails until it confirms or a new ring drops it.
+ */
+export const UNFLUSHED_BLOCKS_MAX = PLACEMENTS_MAX;
 
 /** How reads find a copy. */
 export type ReadLevel = "block" | "seq" | "spread";
@@ -278,8 +297,14 @@ export class Distributor implements BlockStore {
   #clients = new Map<string, PeerClient>();
   /** Where each recently written block was written: ref key → uuids. */
   #placements = new Map<string, string[]>();
-  /** Remote peers that acknowledged writes or deletes since their last flush. */
-  #unflushed = new Set<string>();
+  /**
+   * Remote peers that acknowledged writes or deletes since their last flush,
+   * with the blocks written (ref key → ref), or null past
+   * {@linkcode UNFLUSHED_BLOCKS_MAX}.
+   */
+  #unflushed = new Map<string, Map<string, BlockRef> | null>();
+  /** Writes, deletes and repairs in progress, by ref key: one at a time per block. */
+  #busy = new Map<string, Promise<void>>();
   #warnedDegradedVersion = -1;
   #closed = false;
   #stats: DistributorStats = {
@@ -355,7 +380,7 @@ export class Distributor implements BlockStore {
     }
     this.#ring = ring;
     const members = new Set(ring.members().map((peer) => peer.uuid));
-    for (const uuid of this.#unflushed) {
+    for (const uuid of this.#unflushed.keys()) {
       if (!members.has(uuid)) this.#unflushed.delete(uuid);
     }
     return true;
@@ -636,11 +661,13 @@ export class Distributor implements BlockStore {
       );
     }
     const key = ref.key();
+    await using _ = await this.#exclusive(key);
     this.#cache.invalidate(ref);
     try {
       const perm = this.#ring.getPeers(ref);
       const previous = this.#placements.get(key) ?? [];
       const { written, attempts } = await this.#writeCopies(
+        ref,
         this.#writeOrder(perm),
         this.#copiesNeeded(perm),
         (client) => client.writeBlock(ref, data, { timeoutMs: this.#timeouts.writeMs }),
@@ -676,6 +703,7 @@ export class Distributor implements BlockStore {
     this.#checkOpen();
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
     const key = ref.key();
+    await using _ = await this.#exclusive(key);
     this.#cache.invalidate(ref);
     try {
       const perm = this.#ring.getPeers(ref);
@@ -696,7 +724,7 @@ export class Distributor implements BlockStore {
             },
           );
           updated.push({ uuid, crcs });
-          if (uuid !== this.selfUuid) this.#unflushed.add(uuid);
+          this.#noteUnflushed(uuid, ref);
         } catch (error) {
           attempts.set(uuid, attemptOf(uuid, error));
         }
@@ -725,6 +753,7 @@ export class Distributor implements BlockStore {
           !holders.includes(uuid) && attempts.get(uuid)?.outcome !== "unavailable"
         );
         const more = await this.#writeCopies(
+          ref,
           candidates,
           need - holders.length,
           (client) => client.writeBlock(ref, block, { timeoutMs: this.#timeouts.writeMs }),
@@ -818,6 +847,7 @@ export class Distributor implements BlockStore {
    * next candidate. Returns the peers written and the failures.
    */
   async #writeCopies(
+    ref: BlockRef,
     candidates: string[],
     need: number,
     send: (client: PeerClient) => Promise<unknown>,
@@ -831,7 +861,7 @@ export class Distributor implements BlockStore {
         try {
           await send(this.peerClient(uuid));
           written.push(uuid);
-          if (uuid !== this.selfUuid) this.#unflushed.add(uuid);
+          this.#noteUnflushed(uuid, ref);
           return;
         } catch (error) {
           attempts.push(attemptOf(uuid, error));
@@ -892,7 +922,7 @@ export class Distributor implements BlockStore {
         const had = await this.peerClient(uuid).deleteBlock(ref, {
           timeoutMs: this.#timeouts.deleteMs,
         });
-        if (had && uuid !== this.selfUuid) this.#unflushed.add(uuid);
+        if (had) this.#noteUnflushed(uuid);
         return had;
       } catch (error) {
         outcomeOf(error); // rethrows bugs
@@ -910,6 +940,7 @@ export class Distributor implements BlockStore {
    */
   async deleteBlock(ref: BlockRef): Promise<boolean> {
     this.#checkOpen();
+    await using _ = await this.#exclusive(ref.key());
     this.#cache.invalidate(ref);
     this.#placements.delete(ref.key());
     let peers: string[] = [];
@@ -928,33 +959,192 @@ export class Distributor implements BlockStore {
   /**
    * Makes every write and delete acknowledged so far durable: flushes the
    * local store and every peer written since its last flush, in parallel.
+   * A peer that does not confirm (down, partitioned, failing) may lose the
+   * copies it acknowledged since its last flush: each of those blocks is
+   * copied from a confirmed holder to the next peer of its permutation, and
+   * that peer is flushed in turn, so the flush succeeds with `replication`
+   * durable copies of every block (the rebalancer later moves the extra
+   * copies to their owners). The failed peer is then no longer waited for.
    *
-   * @throws {PeerUnavailableError} when a peer did not confirm (it is flushed again next time).
+   * @throws {PeerUnavailableError} when some block could not be made durable
+   * on enough peers (the peers that did not confirm are flushed again next time).
    */
   async flush(): Promise<void> {
     this.#checkOpen();
-    const peers = [...this.#unflushed];
-    this.#unflushed.clear();
+    const local = this.#local.flush().then(() => null, (error: unknown) => ({ error }));
     const failures: Attempt[] = [];
-    const [local] = await Promise.allSettled([
-      this.#local.flush(),
-      ...peers.map(async (uuid) => {
+    let confirmed = 0;
+    // Copies made for a failed peer land on other peers, which the next round flushes.
+    let copied = this.#unflushed.size > 0;
+    for (let round = 0; copied; round++) {
+      copied = false;
+      if (round === FLUSH_ROUNDS_MAX) {
+        failures.push(
+          ...[...this.#unflushed.keys()].map((uuid): Attempt => ({
+            uuid,
+            outcome: "unavailable",
+            message: `copies made for failed peers were not confirmed after ${round} rounds`,
+          })),
+        );
+        break;
+      }
+      const pending = this.#unflushed;
+      this.#unflushed = new Map();
+      const failed = new Map<string, Attempt>();
+      await Promise.all([...pending.keys()].map(async (uuid) => {
         try {
           await this.peerClient(uuid).flush({ timeoutMs: this.#timeouts.flushMs });
+          confirmed++;
         } catch (error) {
-          this.#unflushed.add(uuid);
-          failures.push(attemptOf(uuid, error));
+          failed.set(uuid, attemptOf(uuid, error));
         }
-      }),
-    ]);
-    if (local!.status === "rejected") throw local.reason;
+      }));
+      for (const [uuid, attempt] of failed) {
+        const refs = pending.get(uuid)!;
+        const unsafe = refs === null ? null : await this.#repairCopies(refs, failed);
+        if (unsafe === null || unsafe.size > 0) {
+          failures.push(attempt);
+          this.#mergeUnflushed(uuid, unsafe);
+          continue;
+        }
+        this.#logger.log(
+          "warn",
+          `peer ${uuid} did not confirm a flush (${attempt.message}): the ${
+            refs!.size
+          } block(s) it acknowledged since its last flush now have copies on other peers`,
+        );
+        copied ||= refs!.size > 0;
+      }
+      if (failures.length > 0) break;
+    }
+    const localFailure = await local;
+    if (localFailure !== null) throw localFailure.error;
     if (failures.length > 0) {
       throw new PeerUnavailableError(
-        `Cannot flush: ${failures.length} of ${peers.length} peers did not confirm, the writes they acknowledged may not be durable (${
+        `Cannot flush: ${failures.length} peer(s) did not confirm, and the blocks they acknowledged since their last flush could not all be copied to other peers (${confirmed} flushes confirmed; ${
           describeAttempts(failures)
         })`,
       );
     }
+  }
+
+  /**
+   * Copies each block of `refs` (written to a peer that then failed to
+   * flush) from a holder that did not fail to peers that do not hold it,
+   * until it has as many copies as a write needs without the `failed` peers.
+   * Returns the refs that could not be copied (all of them when unknown).
+   */
+  async #repairCopies(
+    refs: Map<string, BlockRef>,
+    failed: Map<string, Attempt>,
+  ): Promise<Map<string, BlockRef>> {
+    const unsafe = new Map<string, BlockRef>();
+    for (const [key, ref] of refs) {
+      if (this.#closed) {
+        unsafe.set(key, ref);
+        continue;
+      }
+      await using _ = await this.#exclusive(key);
+      if (!(await this.#repairCopy(ref, failed))) unsafe.set(key, ref);
+    }
+    return unsafe;
+  }
+
+  /** One block of {@linkcode Distributor.#repairCopies}; true when it is safe. */
+  async #repairCopy(ref: BlockRef, failed: Map<string, Attempt>): Promise<boolean> {
+    const key = ref.key();
+    const holders = this.#placements.get(key);
+    // Unknown placement (forgotten, or the last write failed): no known good copy to take.
+    if (holders === undefined) return false;
+    if (!holders.some((uuid) => failed.has(uuid))) return true; // rewritten elsewhere since
+    const live = holders.filter((uuid) => !failed.has(uuid));
+    let perm: PeerPermutation;
+    try {
+      perm = this.#ring.getPeers(ref);
+    } catch {
+      return false;
+    }
+    const need = this.#copiesNeeded(perm) - live.length;
+    if (need > 0) {
+      const whole = { offsetBytes: 0, lengthBytes: this.blockSizeBytes };
+      const attempts = new Map<string, Attempt>();
+      let block: Uint8Array | undefined;
+      for (const uuid of live) {
+        const copy = await this.#tryRead(
+          uuid,
+          ref,
+          whole,
+          undefined,
+          this.#timeouts.readMs,
+          attempts,
+        );
+        if (copy !== undefined) {
+          block = copy.data;
+          break;
+        }
+      }
+      if (block === undefined) return false;
+      const data = block;
+      const candidates = this.#writeOrder(perm).filter((uuid) =>
+        !live.includes(uuid) && !failed.has(uuid)
+      );
+      const { written } = await this.#writeCopies(
+        ref,
+        candidates,
+        need,
+        (client) => client.writeBlock(ref, data, { timeoutMs: this.#timeouts.writeMs }),
+      );
+      live.push(...written);
+      if (written.length < need) {
+        this.#remember(ref, [...live, ...holders.filter((uuid) => failed.has(uuid))]);
+        return false;
+      }
+      this.#stats.handoffWrites++;
+    }
+    this.#remember(ref, live);
+    return true;
+  }
+
+  /** Records that `uuid` acknowledged a write of `ref` (or a delete) it has not flushed yet. */
+  #noteUnflushed(uuid: string, ref?: BlockRef): void {
+    if (uuid === this.selfUuid) return;
+    let refs = this.#unflushed.get(uuid);
+    if (refs === undefined) {
+      refs = new Map();
+      this.#unflushed.set(uuid, refs);
+    }
+    if (refs === null || ref === undefined) return;
+    refs.set(ref.key(), ref);
+    if (refs.size > UNFLUSHED_BLOCKS_MAX) this.#unflushed.set(uuid, null);
+  }
+
+  /** Puts back what a failed flush of `uuid` left unsafe (null: unknown). */
+  #mergeUnflushed(uuid: string, refs: Map<string, BlockRef> | null): void {
+    if (refs === null) {
+      this.#unflushed.set(uuid, null);
+      return;
+    }
+    this.#noteUnflushed(uuid);
+    for (const ref of refs.values()) this.#noteUnflushed(uuid, ref);
+  }
+
+  /**
+   * Waits for the operations in progress on `key`, then holds it until the
+   * returned handle is disposed.
+   */
+  async #exclusive(key: string): Promise<AsyncDisposable> {
+    const previous = this.#busy.get(key);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => release = resolve);
+    const chained = previous ? previous.then(() => mine) : mine;
+    this.#busy.set(key, chained);
+    await previous;
+    return {
+      [Symbol.asyncDispose]: async () => {
+        release();
+        if (this.#busy.get(key) === chained) this.#busy.delete(key);
+      },
+    };
   }
 
   /** Flushes, then closes the peer clients and the local store (even when the flush fails). */

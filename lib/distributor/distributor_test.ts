@@ -378,49 +378,123 @@ Deno.test("Distributor: a read that raced a write does not fill the cache with t
   assert.deepEqual((await client.readBlock(r)).data, v2, "but did not cache them");
 });
 
-Deno.test("Distributor: flush() fails while a peer written to is unreachable, and reaches it later", async () => {
+/** A memory store that counts its flushes in `flushes`. */
+function countingStore(flushes: Map<string, number>) {
+  return (uuid: string, options: { blockSizeBytes: number; numBlocks: number }) =>
+    new (class extends MemoryBlockStore {
+      override async flush(): Promise<void> {
+        flushes.set(uuid, (flushes.get(uuid) ?? 0) + 1);
+        await super.flush();
+      }
+    })(options);
+}
+
+Deno.test("Distributor: flush() fails while a peer written to is unreachable and no other peer can take its blocks, and reaches it later", async () => {
   const flushes = new Map<string, number>();
-  class CountingStore extends MemoryBlockStore {
-    constructor(readonly uuid: string, options: { blockSizeBytes: number; numBlocks: number }) {
-      super(options);
-    }
-    override async flush(): Promise<void> {
-      flushes.set(this.uuid, (flushes.get(this.uuid) ?? 0) + 1);
-      await super.flush();
-    }
-  }
   const cluster = await TestCluster.create({
-    nodes: 4,
+    nodes: 2,
     replication: 2,
     blockSizeBytes: BLOCK,
-    store: (uuid, options) => new CountingStore(uuid, options),
+    store: countingStore(flushes),
   });
   const client = cluster.client();
   const r = ref(1);
   await client.writeBlock(r, new Uint8Array([1]));
-  const [a, b] = cluster.owners(r) as [string, string];
   await client.flush();
-  assert.deepEqual([...flushes.keys()].sort(), [a, b], "only the peers written to");
-  cluster.partition(b);
-  await client.writeBlock(ref(2), new Uint8Array([2])); // b is not needed for this one
-  await client.writeBlock(r, new Uint8Array([3]));
-  // b is an owner of r, but it was partitioned before the write: the write handed off.
-  cluster.heal(b);
-  await client.flush();
+  assert.deepEqual([...flushes.keys()].sort(), ["n0", "n1"], "only the peers written to");
   await client.writeBlock(r, new Uint8Array([4]));
-  cluster.partition(b);
+  cluster.partition("n1");
   const error = await client.flush().then(() => undefined, (e) => e);
   assert.ok(error instanceof PeerUnavailableError, String(error));
-  assert.match(error.message, new RegExp(b));
-  await assert.rejects(client.flush(), PeerUnavailableError, "still not durable on b");
-  cluster.heal(b);
-  const before = flushes.get(b)!;
+  assert.match(error.message, /n1: unavailable/);
+  await assert.rejects(client.flush(), PeerUnavailableError, "still not durable on n1");
+  cluster.heal("n1");
+  const before = flushes.get("n1")!;
   await client.flush();
-  assert.equal(flushes.get(b), before + 1);
+  assert.equal(flushes.get("n1"), before + 1);
+  await client.flush();
+  assert.equal(flushes.get("n1"), before + 1, "nothing new to flush on n1");
   // A peer removed from the ring is no longer waited for.
   await client.writeBlock(r, new Uint8Array([5]));
+  cluster.partition("n1");
+  cluster.setRing(cluster.ring.withMembers(["n0"]));
+  await client.flush();
+});
+
+Deno.test("Distributor: a peer that cannot flush has the blocks it acknowledged since its last flush copied to other peers", async () => {
+  const flushes = new Map<string, number>();
+  const cluster = await TestCluster.create({
+    nodes: 4,
+    replication: 2,
+    blockSizeBytes: BLOCK,
+    store: countingStore(flushes),
+  });
+  const client = cluster.client();
+  const prng = new Prng(seedFromEnv());
+  const blocks = new Map<number, Uint8Array>();
+  for (let i = 0; i < 40; i++) {
+    blocks.set(i, randomBlock(prng));
+    await client.writeBlock(ref(i), blocks.get(i)!);
+  }
+  await client.flush();
+  // Blocks written (whole or in part) after that flush are not durable on the peer that dies.
+  const dying = cluster.owners(ref(0))[0]!;
+  const dirty: number[] = [];
+  for (let i = 0; i < 40; i += 2) {
+    const block = blocks.get(i)!;
+    if (i % 4 === 0) {
+      block.set(randomBlock(prng));
+      await client.writeBlock(ref(i), block);
+    } else {
+      const digest = digestOf(block);
+      block.set([i, i + 1, i + 2], 100);
+      await client.writeBlockRange(ref(i), 100, block.subarray(100, 103), digest);
+    }
+    if (cluster.owners(ref(i)).includes(dying)) dirty.push(i);
+  }
+  assert.ok(dirty.length > 0);
+  cluster.kill(dying);
+  const before = new Map(flushes);
+  await client.flush();
+  assert.ok(
+    cluster.logger.lines.some((line) => line.includes(`peer ${dying} did not confirm a flush`)),
+    cluster.logger.lines.join("\n"),
+  );
+  // Every block written since the last flush has two copies on live peers, each flushed since.
+  for (const i of dirty) {
+    const holders = (await cluster.holders(ref(i))).filter((uuid) => uuid !== dying);
+    assert.equal(holders.length, 2, `block ${i} on ${holders}`);
+    for (const uuid of holders) {
+      assert.ok((flushes.get(uuid) ?? 0) > (before.get(uuid) ?? 0), `${uuid} flushed`);
+    }
+  }
+  // The dead peer is no longer waited for, and every block reads back.
+  await client.flush();
+  for (const [i, block] of blocks) {
+    assert.deepEqual((await client.readBlock(ref(i))).data, block, `block ${i}`);
+  }
+  // It comes back with stale copies of the blocks rewritten: reads that check the digest skip them.
+  cluster.revive(dying);
+  for (const [i, block] of blocks) {
+    assert.deepEqual((await client.readBlock(ref(i), undefined, digestOf(block))).data, block);
+  }
+});
+
+Deno.test("Distributor: a failed flush whose blocks have no known holder keeps failing", async () => {
+  const cluster = await TestCluster.create({ nodes: 3, replication: 2, blockSizeBytes: BLOCK });
+  const client = cluster.client();
+  const r = ref(1);
+  const [a, b] = cluster.owners(r) as [string, string];
+  await client.writeBlock(r, new Uint8Array([1]));
+  // A write that fails forgets the placement: no copy is known to be the latest.
+  cluster.partition(a);
   cluster.partition(b);
-  cluster.setRing(cluster.ring.withMembers([...cluster.nodes.keys()].filter((u) => u !== b)));
+  cluster.partition([...cluster.nodes.keys()].find((u) => u !== a && u !== b)!);
+  await assert.rejects(client.writeBlock(r, new Uint8Array([2])), NoPeersError);
+  for (const uuid of cluster.nodes.keys()) cluster.heal(uuid);
+  cluster.partition(b);
+  await assert.rejects(client.flush(), PeerUnavailableError);
+  cluster.heal(b);
   await client.flush();
 });
 

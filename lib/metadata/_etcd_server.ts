@@ -82,15 +82,22 @@ export interface StartEtcdOptions {
    * @default {ETCD_BINARY_PATH}
    */
   binary?: string;
+  /**
+   * The IPv4 address etcd listens on (for clients and its peer port), such
+   * as a bridge's address that processes in other network namespaces reach.
+   * The TLS test certificate names only 127.0.0.1.
+   * @default {"127.0.0.1"}
+   */
+  host?: string;
 }
 
 /** A running (or stopped) etcd started by {@linkcode startEtcd}. */
 export interface EtcdServer extends AsyncDisposable {
-  /** The client URL, `http://127.0.0.1:PORT` or `https://...` with TLS. */
+  /** The client URL, `http://HOST:PORT` or `https://...` with TLS. */
   readonly endpoint: string;
   /** `[endpoint]`, for APIs that take several. */
   readonly endpoints: string[];
-  /** The client port on 127.0.0.1. */
+  /** The client port on the host (127.0.0.1 unless {@linkcode StartEtcdOptions.host}). */
   readonly clientPort: number;
   /** etcd's data directory (inside the temporary directory). */
   readonly dataDir: string;
@@ -110,9 +117,9 @@ export interface EtcdServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (free when asked: another process may take it later). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** A free TCP port on `hostname` (free when asked: another process may take it later). */
+function freePort(hostname: string): number {
+  const listener = Deno.listen({ hostname, port: 0 });
   try {
     return (listener.addr as Deno.NetAddr).port;
   } finally {
@@ -262,6 +269,7 @@ function spawnWatchdog(pidFile: string, directory: string): Deno.ChildProcess {
 class TestEtcd implements EtcdServer {
   readonly dataDir: string;
   readonly tls: EtcdTestPki | undefined;
+  readonly host: string;
   #binary: string;
   #directory: string;
   #logFile: string;
@@ -272,8 +280,9 @@ class TestEtcd implements EtcdServer {
   #child: Deno.ChildProcess | null = null;
   #closed = false;
 
-  constructor(binary: string, directory: string, tls: EtcdTestPki | undefined) {
+  constructor(binary: string, directory: string, tls: EtcdTestPki | undefined, host: string) {
     this.#binary = binary;
+    this.host = host;
     this.#directory = directory;
     this.dataDir = join(directory, "data");
     this.#logFile = join(directory, "etcd.log");
@@ -287,7 +296,7 @@ class TestEtcd implements EtcdServer {
   }
 
   get endpoint(): string {
-    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.#clientPort}`;
+    return `${this.tls ? "https" : "http"}://${this.host}:${this.#clientPort}`;
   }
 
   get endpoints(): string[] {
@@ -299,7 +308,7 @@ class TestEtcd implements EtcdServer {
   }
 
   #args(): string[] {
-    const peer = `http://127.0.0.1:${this.#peerPort}`;
+    const peer = `http://${this.host}:${this.#peerPort}`;
     const args = [
       "--name=torus-test",
       `--data-dir=${this.dataDir}`,
@@ -328,8 +337,8 @@ class TestEtcd implements EtcdServer {
   /** Starts etcd on fresh ports, retrying when another process took one. */
   async startOnFreePorts(): Promise<void> {
     for (let attempt = 1;; attempt++) {
-      this.#clientPort = freePort();
-      this.#peerPort = freePort();
+      this.#clientPort = freePort(this.host);
+      this.#peerPort = freePort(this.host);
       try {
         await this.#start();
         return;
@@ -367,7 +376,7 @@ class TestEtcd implements EtcdServer {
     this.#child = null;
     const reason = exited ? `it exited with code ${status.code}` : "it did not become ready";
     throw new Error(
-      `Cannot start etcd on 127.0.0.1:${this.#clientPort}: ${reason} within ` +
+      `Cannot start etcd on ${this.host}:${this.#clientPort}: ${reason} within ` +
         `${ETCD_START_TIMEOUT_MS} ms; log tail:\n${await readTail(this.#logFile)}`,
     );
   }
@@ -455,7 +464,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   let server: TestEtcd | undefined;
   try {
     const tls = options.tls ? await makeTestPki(join(directory, "pki")) : undefined;
-    server = new TestEtcd(binary, directory, tls);
+    server = new TestEtcd(binary, directory, tls, options.host ?? "127.0.0.1");
     await server.startOnFreePorts();
     return server;
   } catch (error) {

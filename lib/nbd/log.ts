@@ -23,6 +23,18 @@ export interface NbdLogEntry {
 /** Receives the server's log entries; must not throw. */
 export type NbdLogger = (entry: NbdLogEntry) => void;
 
+/**
+ * One line for a log entry: `peer: message: error` (the peer and the error's
+ * first line when present).
+ */
+export function formatNbdLogEntry(entry: NbdLogEntry): string {
+  const peer = entry.peer ? `${entry.peer}: ` : "";
+  if (entry.error === undefined) return `${peer}${entry.message}`;
+  const text = entry.error instanceof Error ? entry.error.message : String(entry.error);
+  const line = text.split("\n", 1)[0] || (entry.error as Error)?.name || "error";
+  return `${peer}${entry.message}: ${line}`;
+}
+
 /** A logger that drops everything. */
 export const silentLogger: NbdLogger = () => {};
 

@@ -7,12 +7,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LEASE_TTL_MS_DEFAULT } from "../../lib/constants.ts";
-import { randomFile, toolPath } from "../nbd/_tools.ts";
-import { TextLineStream } from "./_lines.ts";
+import { randomFile } from "../nbd/_tools.ts";
 import { run } from "./_cli.ts";
 import {
+  assertSameBytes,
   createVolume,
-  requireClient,
+  holdClient,
+  nbdsh,
+  readExport,
   runClient,
   runClientOk,
   sha256,
@@ -20,6 +22,7 @@ import {
   stopTorusd,
   torusctlOk,
   type TorusdProcess,
+  waitUntilOpens,
 } from "./_torusd.ts";
 
 const KiB = 1024;
@@ -70,114 +73,6 @@ async function restart(world: World, signal: Deno.Signal): Promise<Deno.CommandS
   const status = await stopTorusd(world.daemon, signal);
   world.daemon = await startTorusd(world.dataDir);
   return status;
-}
-
-/** Runs a Python script in `nbdsh -u URI`; the script fails the test with `assert`. */
-async function nbdsh(uri: string, script: string): Promise<string> {
-  const { stdout } = await runClientOk("nbdsh", ["-u", uri, "-c", script]);
-  return stdout;
-}
-
-/** An nbdsh connection held open by the test until {@linkcode HeldClient.release}. */
-interface HeldClient {
-  /** Lets the script finish; resolves with its exit code and output. */
-  release(): Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-/**
- * Starts `nbdsh -u URI` running `setup`, waits until it has run, and keeps
- * the connection open until released; then `after` runs.
- */
-async function holdClient(uri: string, setup: string, after = ""): Promise<HeldClient> {
-  const path = await requireClient("nbdsh");
-  const script = `import sys\n${setup}\nprint("READY", flush=True)\nsys.stdin.read()\n${after}\n`;
-  const child = new Deno.Command(path, {
-    args: ["-u", uri, "-c", script],
-    env: { PATH: toolPath(), LC_ALL: "C" },
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream())
-    .pipeThrough(new TextLineStream()).getReader();
-  const stdout: string[] = [];
-  const stdoutDone = (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      stdout.push(value);
-    }
-  })();
-  const writer = child.stdin.getWriter();
-  const release = async () => {
-    await writer.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 30_000);
-    try {
-      const status = await child.status;
-      await stdoutDone;
-      return { code: status.code, stdout: stdout.join("\n"), stderr: await stderr };
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-  const deadline = Date.now() + 30_000;
-  while (!stdout.includes("READY")) {
-    const status = await Promise.race([
-      child.status,
-      new Promise<null>((resolve) => setTimeout(() => resolve(null), 20)),
-    ]);
-    if (status !== null || Date.now() > deadline) {
-      const result = await release();
-      throw new Error(
-        `nbdsh did not get ready (exit ${result.code}):\n${result.stdout}\n${result.stderr}`,
-      );
-    }
-  }
-  return { release };
-}
-
-/** Asserts that two buffers are equal, naming the first differing byte. */
-function assertSameBytes(got: Uint8Array, expected: Uint8Array, what: string): void {
-  assert.equal(got.length, expected.length, `${what}: length`);
-  for (let i = 0; i < got.length; i++) {
-    if (got[i] !== expected[i]) {
-      assert.fail(`${what}: byte ${i} is ${got[i]}, expected ${expected[i]}`);
-    }
-  }
-}
-
-/** Reads a whole export with nbdcopy. */
-async function readExport(dir: string, uri: string): Promise<Uint8Array> {
-  const out = join(dir, `read-${crypto.randomUUID()}.bin`);
-  await runClientOk("nbdcopy", [uri, out]);
-  try {
-    return await Deno.readFile(out);
-  } finally {
-    await Deno.remove(out);
-  }
-}
-
-/**
- * Waits until an export opens: a volume whose lock a killed torusd held is
- * "in use" until that process's lease lapses.
- */
-async function waitUntilOpens(uri: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await runClient("nbdinfo", ["--size", uri]);
-    if (result.code === 0) return;
-    if (Date.now() > deadline) {
-      throw new Error(`${uri} did not open within ${timeoutMs} ms: ${result.stderr}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
 }
 
 /**

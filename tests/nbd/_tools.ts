@@ -50,18 +50,18 @@ export interface ToolResult {
 
 /**
  * Runs a client to completion (killing it after `timeoutMs`) and returns its
- * exit code and output.
+ * exit code and output; `env` adds to its environment (`LIBNBD_DEBUG`).
  */
 export async function runTool(
   name: string,
   args: string[],
-  options: { timeoutMs?: number; cwd?: string } = {},
+  options: { timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {},
 ): Promise<ToolResult> {
   const path = await requireTool(name);
   const child = new Deno.Command(path, {
     args,
     cwd: options.cwd,
-    env: { PATH: toolPath(), LC_ALL: "C" },
+    env: { PATH: toolPath(), LC_ALL: "C", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,0 +1,498 @@
+/**
+ * Multi-process cluster tests (issue 4): a real etcd, three `torusd
+ * --auto-join` storage nodes and `torusblk nbdserve` clients as real
+ * processes, driven by the real NBD clients (nbdcopy, nbdsh, nbdinfo) and
+ * torusctl. Nodes are killed with SIGKILL, etcd is restarted and, in the
+ * network namespace scenario, a node's link is cut while I/O runs; what a
+ * client acknowledged (flushed) must always read back intact through a
+ * fresh client. Every test has a time limit and cleans up every process,
+ * temporary directory and namespace (see `_cluster.ts`). A missing tool, or
+ * namespaces without root, fail the test with what is needed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { randomFile } from "../nbd/_tools.ts";
+import { type TestCluster, withCluster } from "./_cluster.ts";
+import {
+  assertSameBytes,
+  holdClient,
+  nbdsh,
+  type NbdshProcess,
+  readExport,
+  runClient,
+  runClientOk,
+  sha256,
+  spawnNbdsh,
+  waitUntilOpens,
+} from "./_torusd.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** The block size `torusctl init` formats clusters with. */
+const BLOCK = 512 * KiB;
+
+/** Fails the test with `what` when `promise` takes longer than `ms`. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A cluster test: a bounded body against a fresh three-node cluster. */
+function clusterTest(
+  name: string,
+  limitMs: number,
+  body: (cluster: TestCluster) => Promise<void>,
+  options: Parameters<typeof withCluster>[0] = {},
+): void {
+  Deno.test(name, async () => {
+    await within(limitMs, name, withCluster(options, body));
+  });
+}
+
+/** Asserts that a command failed with exactly one line on stderr, `torusctl: ...`. */
+function assertOneLineError(result: { code: number; stderr: string }, pattern: RegExp): void {
+  assert.notEqual(result.code, 0, `expected a failure, got exit 0`);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line on stderr: ${result.stderr}`);
+  assert.match(lines[0]!, /^torusctl: /);
+  assert.match(lines[0]!, pattern);
+}
+
+/** Asserts that the volume reads as `expected` through `uri`, by hashes first. */
+async function assertVolume(
+  cluster: TestCluster,
+  uri: string,
+  expected: Uint8Array<ArrayBuffer>,
+  what: string,
+): Promise<void> {
+  const got = await readExport(cluster.dir, uri) as Uint8Array<ArrayBuffer>;
+  if ((await sha256(got)) !== (await sha256(expected))) assertSameBytes(got, expected, what);
+  assert.equal(got.length, expected.length, what);
+}
+
+/** Waits until `torusctl volume list` shows `name` with `status`. */
+async function waitForStatus(cluster: TestCluster, name: string, status: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const volumes = JSON.parse(await cluster.torusctlOk("volume", "list", "-o", "json"));
+    const volume = volumes.find((v: { name: string }) => v.name === name);
+    if (volume?.status === status) return;
+    assert.ok(
+      Date.now() < deadline,
+      `volume ${name} is ${volume?.status}, not ${status}, after 10 s`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+clusterTest("cluster: init, 3 nodes join, list-peers, ring get, bad input", 60_000, async (c) => {
+  const rows = await c.listPeers();
+  assert.equal(rows.length, 3);
+  for (const node of c.nodes) {
+    const row = rows.find((r) => r.uuid === node.uuid);
+    assert.ok(row, `node ${node.uuid} in list-peers: ${JSON.stringify(rows)}`);
+    assert.equal(row.address, node.peerAddress);
+    assert.equal(row.member, "OK");
+    assert.equal(row.sizeBytes, 256 * MiB);
+    assert.equal(row.usedBytes, 0);
+    assert.equal(row.rebalancing, false);
+  }
+  const table = await c.torusctlOk("list-peers");
+  assert.match(table, /^ADDRESS +UUID +SIZE +USED +MEMBER +UPDATED +REBALANCING$/m);
+  assert.equal(table.match(/ 256 MiB .* OK /g)?.length, 3, table);
+  // Three joins after init's version 1.
+  assert.match(table, /Ring: version 4, replication 2$/m);
+
+  const ring = await c.torusctlOk("ring", "get");
+  assert.match(ring, /^Ring: Ketama$/m);
+  assert.match(ring, /^Version: 4$/m);
+  assert.match(ring, /^Replication: 2$/m);
+  for (const node of c.nodes) assert.match(ring, new RegExp(`${node.uuid} \\(512 blocks\\)`));
+
+  assertOneLineError(
+    await c.torusctl("peer", "add", "tdp://127.0.0.1:1"),
+    /tdp:\/\/127\.0\.0\.1:1/,
+  );
+  assertOneLineError(await c.torusctl("peer", "add", crypto.randomUUID()), /No live storage peer/);
+  assertOneLineError(await c.torusctl("ring", "set-replication", "x"), /"x"/);
+  assertOneLineError(await c.torusctl("ring", "set-replication", "0"), /replication/i);
+  assertOneLineError(await c.torusctl("peer", "remove", crypto.randomUUID()), /./);
+  // Nothing changed.
+  assert.match(await c.torusctlOk("ring", "get"), /^Version: 4$/m);
+});
+
+clusterTest(
+  "cluster: 64 MiB written through one nbdserve read back through another",
+  60_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "128MiB");
+    const [a, b] = await Promise.all([c.startClient(), c.startClient()]);
+    const source = await randomFile(c.dir, "source.bin", 64 * MiB);
+    await runClientOk("nbdcopy", [source, a.uri("v")]);
+    // nbdcopy's connections closed: client a synced and released the lock.
+    await waitForStatus(c, "v", "free");
+    const expected = new Uint8Array(128 * MiB);
+    expected.set(await Deno.readFile(source));
+    await assertVolume(c, b.uri("v"), expected, "read through the second client");
+    // Two copies of every block: about 2 x 64 MiB across the nodes, as their heartbeats report.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const used = (await c.listPeers()).map((row) => row.usedBytes! / MiB);
+      const total = used.reduce((sum, mib) => sum + mib, 0);
+      if (total >= 128) {
+        assert.ok(total < 140, `used ${used.join(", ")} MiB`);
+        assert.ok(used.every((mib) => mib > 20), `used ${used.join(", ")} MiB: unbalanced`);
+        break;
+      }
+      assert.ok(Date.now() < deadline, `used ${used.join(", ")} MiB after 15 s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    await c.stopClient(a);
+    await c.stopClient(b);
+  },
+);
+
+/** libnbd prints the server's error message (why an open was refused) only in debug mode. */
+const DEBUG = { env: { LIBNBD_DEBUG: "1" } };
+/** What the server says when another client holds the volume. */
+const IN_USE = /server error message: Cannot lock volume "v": it is in use by [0-9a-f-]{36}$/m;
+
+clusterTest(
+  "cluster: a volume open through one client is in use for another",
+  60_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "16MiB");
+    const [a, b] = await Promise.all([c.startClient(), c.startClient()]);
+    const held = await holdClient(
+      a.uri("v"),
+      `h.pwrite(b"first!" * 1000, 4096)\nh.flush()`,
+      `h.pwrite(b"second" * 1000, 4096)\nh.flush()\nh.shutdown()`,
+    );
+    let released = false;
+    try {
+      const refused = await runClient("nbdinfo", ["--size", b.uri("v")], DEBUG);
+      assert.notEqual(refused.code, 0, `nbdinfo through b succeeded: ${refused.stdout}`);
+      assert.match(refused.stderr, IN_USE);
+      // Client a itself serves a second connection (its volume is open, shared).
+      assert.equal(
+        (await runClientOk("nbdinfo", ["--size", a.uri("v")])).stdout.trim(),
+        "16777216",
+      );
+      await waitForStatus(c, "v", "in-use");
+      const result = await held.release();
+      released = true;
+      assert.equal(result.code, 0, result.stderr);
+    } finally {
+      if (!released) await held.release();
+    }
+    // The last connection closed: the lock is released and b opens the volume.
+    await waitUntilOpens(b.uri("v"), 10_000);
+    assert.equal(
+      (await nbdsh(b.uri("v"), `print(h.pread(6000, 4096) == b"second" * 1000)`)).trim(),
+      "True",
+    );
+    // Now b holds it, and a is refused.
+    const heldByB = await holdClient(b.uri("v"), "h.pread(512, 0)", "h.shutdown()");
+    try {
+      const refused = await runClient("nbdinfo", ["--size", a.uri("v")], DEBUG);
+      assert.notEqual(refused.code, 0, "nbdinfo through a succeeded while b holds v");
+      assert.match(refused.stderr, IN_USE);
+    } finally {
+      await heldByB.release();
+    }
+  },
+);
+
+/**
+ * Python for nbdsh: a random sequence of unaligned, overlapping writes,
+ * zeroes and trims of the whole export with a FLUSH every `flushEvery`
+ * operations, checked against a local model; the model is saved to `model`.
+ */
+function rewriteScript(model: string, seed: number, operations: number, flushEvery: number) {
+  return `
+import random
+B = ${BLOCK}
+size = h.get_size()
+rng = random.Random(${seed})
+expected = bytearray(size)
+flushes = 0
+for i in range(${operations}):
+    kind = rng.random()
+    length = rng.choice([1, 7, 511, 513, 4096, 4097, 65537, B - 3, B + 5, 3 * B + 1])
+    length = min(length, size)
+    offset = rng.randrange(0, size - length + 1)
+    if kind < 0.8:
+        data = rng.randbytes(length)
+        h.pwrite(data, offset)
+        expected[offset:offset + length] = data
+    elif kind < 0.9:
+        h.zero(length, offset)
+        expected[offset:offset + length] = bytes(length)
+    else:
+        h.trim(length, offset)
+        expected[offset:offset + length] = bytes(length)
+    if i % 17 == 0:
+        at = rng.randrange(0, size - 3 * B)
+        got = h.pread(3 * B, at)
+        assert got == bytes(expected[at:at + 3 * B]), "read-back after op %d at %d" % (i, at)
+    if (i + 1) % ${flushEvery} == 0:
+        h.flush()
+        flushes += 1
+h.flush()
+assert h.pread(size, 0) == bytes(expected), "whole volume after the last flush"
+open(${JSON.stringify(model)}, "wb").write(expected)
+h.shutdown()
+print("flushes", flushes + 1)
+`;
+}
+
+clusterTest(
+  "cluster: unaligned overlapping rewrites across FLUSHes match a model",
+  60_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "8MiB");
+    const [a, b] = await Promise.all([c.startClient(), c.startClient()]);
+    const model = join(c.dir, "model.bin");
+    const out = await nbdsh(a.uri("v"), rewriteScript(model, 4, 600, 60), { timeoutMs: 45_000 });
+    assert.match(out, /^flushes 11$/m);
+    await waitForStatus(c, "v", "free");
+    await assertVolume(
+      c,
+      b.uri("v"),
+      await Deno.readFile(model),
+      "the volume through another client",
+    );
+  },
+);
+
+/**
+ * Python for nbdsh: until its stdin ends, random unaligned writes over the
+ * export with a read-back check after every few and a FLUSH every
+ * `flushEvery`, against a local model. It prints `FLUSHED n` after each
+ * successful flush and `WRITE-ERROR`, `READ-ERROR` or `FLUSH-ERROR` lines
+ * for failed requests (a failed write leaves its range unknown: the mask
+ * marks it); a read that returns wrong bytes fails the script. At the end a
+ * last FLUSH must succeed; then the model and the mask are saved.
+ */
+function ioLoopScript(model: string, mask: string, seed: number, flushEvery: number) {
+  return `
+import random, sys, threading, time
+B = ${BLOCK}
+size = h.get_size()
+rng = random.Random(${seed})
+expected = bytearray(size)
+unknown = bytearray(size)
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+def log(*args):
+    print(*args, flush=True)
+ops = flushes = 0
+while not stop.is_set():
+    length = rng.choice([1, 4096, 5000, B - 1, B, B + 3, 2 * B + 7])
+    offset = rng.randrange(0, size - length + 1)
+    data = rng.randbytes(length)
+    try:
+        h.pwrite(data, offset)
+        expected[offset:offset + length] = data
+        unknown[offset:offset + length] = bytes(length)
+    except nbd.Error as e:
+        unknown[offset:offset + length] = b"\\x01" * length
+        log("WRITE-ERROR", ops, time.time(), e)
+    ops += 1
+    if ops % 3 == 0:
+        n = rng.choice([512, 70000, B, 2 * B])
+        at = rng.randrange(0, size - n + 1)
+        try:
+            got = h.pread(n, at)
+        except nbd.Error as e:
+            log("READ-ERROR", ops, time.time(), e)
+        else:
+            clean = unknown.find(1, at, at + n) == -1
+            if not clean or got != expected[at:at + n]:
+                for i in range(n):
+                    if not unknown[at + i] and got[i] != expected[at + i]:
+                        raise AssertionError("read after op %d: byte %d is %d, expected %d" % (ops, at + i, got[i], expected[at + i]))
+    if ops % ${flushEvery} == 0:
+        try:
+            h.flush()
+            flushes += 1
+            log("FLUSHED", flushes, ops, time.time())
+        except nbd.Error as e:
+            log("FLUSH-ERROR", ops, time.time(), e)
+h.flush()
+open(${JSON.stringify(model)}, "wb").write(expected)
+open(${JSON.stringify(mask)}, "wb").write(unknown)
+h.shutdown()
+log("DONE", ops, flushes + 1)
+`;
+}
+
+/** Waits until the script has flushed `count` more times than when called. */
+async function moreFlushes(io: NbdshProcess, count: number, timeoutMs: number): Promise<void> {
+  const flushed = () => io.stdout.filter((line) => line.startsWith("FLUSHED ")).length;
+  const target = flushed() + count;
+  const deadline = Date.now() + timeoutMs;
+  while (flushed() < target) {
+    if (Date.now() > deadline) {
+      const result = await io.release();
+      throw new Error(
+        `the writer flushed ${flushed()} of ${target} times within ${timeoutMs} ms:\n` +
+          `${result.stdout}\n${result.stderr}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** What {@linkcode ioDuring} leaves: the model of the volume and the script's report. */
+interface IoOutcome {
+  /** The bytes every acknowledged write left (zeros where never written). */
+  expected: Uint8Array<ArrayBuffer>;
+  /** 1 where a failed write left the bytes unknown. */
+  unknown: Uint8Array;
+  /** Lines the script printed. */
+  lines: string[];
+  /** `WRITE-ERROR`, `READ-ERROR` and `FLUSH-ERROR` lines. */
+  errors: string[];
+}
+
+/**
+ * Runs {@linkcode ioLoopScript} on `volume` through `client` until it has
+ * flushed a few times, runs `disrupt` while it keeps going, lets it run for
+ * `flushesAfter` more successful flushes, and stops it; the script must end
+ * well (a last FLUSH succeeded, every read matched the model).
+ */
+async function ioDuring(
+  cluster: TestCluster,
+  uri: string,
+  disrupt: (io: NbdshProcess) => Promise<void>,
+  options: { seed: number; flushesAfter: number; timeoutMs: number },
+): Promise<IoOutcome> {
+  const model = join(cluster.dir, `model-${options.seed}.bin`);
+  const mask = join(cluster.dir, `mask-${options.seed}.bin`);
+  const io = await spawnNbdsh(uri, ioLoopScript(model, mask, options.seed, 10));
+  let released = false;
+  try {
+    await moreFlushes(io, 3, 20_000);
+    await disrupt(io);
+    await moreFlushes(io, options.flushesAfter, options.timeoutMs);
+    const result = await io.release(30_000);
+    released = true;
+    assert.equal(result.code, 0, `the writer failed:\n${result.stdout}\n${result.stderr}`);
+    assert.match(result.stdout, /^DONE \d+ \d+$/m);
+    const lines = result.stdout.split("\n");
+    return {
+      expected: await Deno.readFile(model),
+      unknown: await Deno.readFile(mask),
+      lines,
+      errors: lines.filter((line) => /^(WRITE|READ|FLUSH)-ERROR /.test(line)),
+    };
+  } finally {
+    if (!released) await io.release(5_000);
+  }
+}
+
+/** Asserts that `uri` reads as the model wherever the model knows the bytes. */
+async function assertMatchesModel(
+  cluster: TestCluster,
+  uri: string,
+  outcome: IoOutcome,
+  what: string,
+): Promise<void> {
+  if (!outcome.unknown.includes(1)) {
+    await assertVolume(cluster, uri, outcome.expected, what);
+    return;
+  }
+  const got = await readExport(cluster.dir, uri);
+  assert.equal(got.length, outcome.expected.length, what);
+  for (let i = 0; i < got.length; i++) {
+    if (outcome.unknown[i] === 0 && got[i] !== outcome.expected[i]) {
+      assert.fail(`${what}: byte ${i} is ${got[i]}, expected ${outcome.expected[i]}`);
+    }
+  }
+}
+
+clusterTest(
+  "cluster: kill -9 of a node while reading and writing loses nothing",
+  90_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const a = await c.startClient();
+    const outcome = await ioDuring(c, a.uri("v"), () => c.killNode(1), {
+      seed: 5,
+      flushesAfter: 6,
+      timeoutMs: 30_000,
+    });
+    // Reads fail over to the other replica, writes hand off, flushes copy what the dead node held.
+    assert.deepEqual(outcome.errors, [], "no request failed");
+    await c.stopClient(a);
+    const b = await c.startClient();
+    await assertMatchesModel(c, b.uri("v"), outcome, "through a fresh client, node 1 down");
+    await c.stopClient(b);
+    // Node 1 comes back with stale copies of blocks rewritten while it was down: never read.
+    await c.startNode(1);
+    await c.waitForMembers(3);
+    const d = await c.startClient();
+    await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
+  },
+);
+
+clusterTest(
+  "cluster: etcd restarted (and killed) during writes; the client recovers, nothing lost",
+  90_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const [a, b] = await Promise.all([c.startClient(), c.startClient()]);
+    const outcome = await ioDuring(c, a.uri("v"), async (io) => {
+      await c.etcd.restart();
+      await moreFlushes(io, 2, 30_000);
+      // A crash and a longer outage: writes and FLUSHes wait for etcd to come back.
+      await c.etcd.kill();
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await c.etcd.restart();
+      // The writer kept its lock: its lease outlived the outage.
+      const refused = await runClient("nbdinfo", ["--size", b.uri("v")], DEBUG);
+      assert.notEqual(refused.code, 0, "v opened through b while a writes it");
+      assert.match(refused.stderr, IN_USE);
+    }, { seed: 6, flushesAfter: 6, timeoutMs: 40_000 });
+    // The metadata calls of a write and a FLUSH retry through a short outage.
+    assert.deepEqual(outcome.errors, [], "no request failed");
+    await c.stopClient(a);
+    await assertMatchesModel(c, b.uri("v"), outcome, "through another client");
+    // The nodes re-registered with the restarted etcd.
+    await c.waitForMembers(3);
+  },
+);
+
+clusterTest(
+  "cluster in network namespaces: a node's link cut during I/O is a node failure",
+  90_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const a = await c.startClient();
+    const outcome = await ioDuring(c, a.uri("v"), () => c.cutLink(1), {
+      seed: 7,
+      flushesAfter: 6,
+      timeoutMs: 60_000,
+    });
+    // Requests to the silent node time out and go to the other replicas.
+    assert.deepEqual(outcome.errors, [], "no request failed");
+    await c.stopClient(a);
+    const b = await c.startClient();
+    await assertMatchesModel(c, b.uri("v"), outcome, "through a fresh client, node 1 cut off");
+    await c.stopClient(b);
+    // The link comes back: node 1 holds stale copies of blocks rewritten meanwhile, never read.
+    await c.restoreLink(1);
+    await c.waitForMembers(3);
+    const d = await c.startClient();
+    await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
+  },
+  { netns: true },
+);
