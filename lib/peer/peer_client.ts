@@ -74,7 +74,10 @@ export const PEER_FLUSH_TIMEOUT_MS = 10_000;
 export const PEER_KEEPALIVE_INTERVAL_MS = 10_000;
 /** Default milliseconds a keepalive may go unanswered before the connection is dropped. */
 export const PEER_PING_TIMEOUT_MS = 2_000;
-/** Milliseconds before the first redial after a failed dial; calls fail at once meanwhile. */
+/**
+ * Milliseconds before the first redial after a failed dial; calls fail at
+ * once meanwhile, and while that redial is in progress.
+ */
 export const PEER_RECONNECT_BACKOFF_MIN_MS = 50;
 /** Longest pause between dials to an unreachable peer (the pause doubles up to it). */
 export const PEER_RECONNECT_BACKOFF_MAX_MS = 2_000;
@@ -531,19 +534,15 @@ export class TcpPeerClient implements PeerClient {
       return Promise.resolve(this.#connection);
     }
     this.#connection = null;
-    if (this.#dialing !== null) return this.#dialing;
+    // After a failed dial the peer is likely down or cut off: a redial is a probe that
+    // calls do not wait for (each would wait up to the dial timeout); they fail at once.
+    const probing = this.#backoffMs > 0;
+    if (this.#dialing !== null) return probing ? this.#unreachable("reconnecting") : this.#dialing;
     const nowMs = this.#clock.nowMs();
     if (nowMs < this.#backoffUntilMs) {
-      return Promise.reject(
-        new PeerUnavailableError(
-          `${this.address} is unreachable (retrying in ${
-            this.#backoffUntilMs - nowMs
-          } ms): ${this.#lastDialError?.message}`,
-          { cause: this.#lastDialError },
-        ),
-      );
+      return this.#unreachable(`retrying in ${this.#backoffUntilMs - nowMs} ms`);
     }
-    this.#dialing = this.#dial().then(
+    const dialing = this.#dial().then(
       (connection) => {
         this.#dialing = null;
         if (this.#closed) {
@@ -569,7 +568,20 @@ export class TcpPeerClient implements PeerClient {
         throw error;
       },
     );
-    return this.#dialing;
+    this.#dialing = dialing;
+    if (!probing) return dialing;
+    dialing.catch(() => {}); // The probe's failure is recorded above.
+    return this.#unreachable("reconnecting");
+  }
+
+  /** The error of a call made while the peer is known to be unreachable. */
+  #unreachable(state: string): Promise<never> {
+    return Promise.reject(
+      new PeerUnavailableError(
+        `${this.address} is unreachable (${state}): ${this.#lastDialError?.message}`,
+        { cause: this.#lastDialError },
+      ),
+    );
   }
 
   /** Connects and says hello within the dial timeout; `close()` cuts it short. */

@@ -309,23 +309,73 @@ Deno.test("tcp: damage on the wire never yields wrong bytes", async () => {
   }
 });
 
-Deno.test("tcp: a peer that accepts but never answers fails the dial in time", async () => {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("tcp: a peer that accepts but never answers fails the dial in time; calls do not wait for redials", async () => {
   const silent = fakePeer((peer) => peer.closedByPeer().then(() => {}));
-  const client = new TcpTransport({ blockSizeBytes: BLOCK, clientLimits: { dialTimeoutMs: 150 } })
-    .dial(silent.address);
+  const transport = new TcpTransport({
+    blockSizeBytes: BLOCK,
+    clientLimits: { dialTimeoutMs: 150 },
+  });
+  const client = transport.dial(silent.address);
   try {
     const started = Date.now();
     await assert.rejects(client.flush({ timeoutMs: 5_000 }), /no answer within 150 ms/);
     assert.ok(Date.now() - started < 2_000);
-    // Closing the client while it dials fails the call at once.
-    await new Promise((resolve) => setTimeout(resolve, 60)); // Past the redial pause.
-    const pending = client.readBlock(REF, undefined, { timeoutMs: 5_000 });
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    await client.close();
-    await assert.rejects(pending, PeerUnavailableError);
+    // Past the redial pause the next call starts a redial, a probe that no call waits for:
+    // a peer cut off by the network would otherwise cost every call the whole dial timeout.
+    await sleep(60);
+    const probing = Date.now();
+    await assert.rejects(
+      client.flush({ timeoutMs: 5_000 }),
+      /unreachable \(reconnecting\): Cannot connect to .*: no answer within 150 ms/,
+    );
+    await assert.rejects(
+      client.readBlock(REF, undefined, { timeoutMs: 5_000 }),
+      PeerUnavailableError,
+    );
+    assert.ok(Date.now() - probing < 100, "calls failed at once while the probe dialled");
+    await sleep(200);
+    assert.equal(silent.accepted, 2, "one probe");
+    // Closing a client while its first dial is in progress fails the call at once.
+    const fresh = transport.dial(silent.address);
+    const pending = assert.rejects(
+      fresh.readBlock(REF, undefined, { timeoutMs: 5_000 }),
+      PeerUnavailableError,
+    );
+    await sleep(20);
+    await fresh.close();
+    await pending;
   } finally {
     await client.close();
     await silent.close();
+  }
+});
+
+Deno.test("tcp: a peer that comes back is reached again once a probe connects", async () => {
+  const served = await serve();
+  const port = Number(served.listener.address.split(":").pop());
+  let back: Awaited<ReturnType<TcpTransport["listen"]>> | null = null;
+  try {
+    await served.client.writeBlock(REF, new Uint8Array([7]));
+    await served.listener.close();
+    await assert.rejects(served.client.flush(), PeerUnavailableError);
+    back = await served.transport.listen(`tdp://127.0.0.1:${port}`, served.store);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      try {
+        await served.client.flush();
+        break;
+      } catch (error) {
+        assert.ok(error instanceof PeerUnavailableError, String(error));
+        assert.ok(Date.now() < deadline, `not reached again: ${error}`);
+        await sleep(20);
+      }
+    }
+    assert.equal((await served.client.readBlock(REF)).data[0], 7);
+  } finally {
+    await back?.close();
+    await served.close();
   }
 });
 

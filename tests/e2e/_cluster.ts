@@ -169,6 +169,9 @@ function spawnWatchdog(pidFile: string, directory: string, cleanup: string): Den
   }).spawn();
 }
 
+/** Clusters in namespaces this process started (for unique names). */
+let netnsClusters = 0;
+
 /** The network of a cluster whose nodes run in namespaces. */
 interface Netns {
   subnet: number;
@@ -221,7 +224,8 @@ export class TestCluster {
     let netns: Netns | null = null;
     const cleanups: string[] = [];
     if (options.netns) {
-      const tag = `${Deno.pid}${crypto.getRandomValues(new Uint8Array(1))[0]! % 10}`;
+      // Unique on this machine: this process's pid and a letter per cluster it started.
+      const tag = `${Deno.pid}${String.fromCharCode(97 + netnsClusters++ % 26)}`;
       netns = { subnet: await freeSubnet(), bridge: `tb${tag}`, namespaces: [], links: [] };
       for (let i = 0; i < count; i++) {
         // Deleting the namespace is not enough: sockets left in it can keep it, and its links, alive.
@@ -306,17 +310,29 @@ export class TestCluster {
     return JSON.parse(await this.torusctlOk("list-peers", "-o", "json"));
   }
 
-  /** Waits until list-peers shows `count` rows, every one a live ring member (`OK`). */
-  async waitForMembers(count: number, timeoutMs = MEMBERS_TIMEOUT_MS): Promise<PeerRowJson[]> {
+  /**
+   * Waits until list-peers shows `count` rows, every one a live ring member
+   * (`OK`) and, with `seenSinceMs`, registered (a heartbeat) since then.
+   */
+  async waitForMembers(
+    count: number,
+    options: { seenSinceMs?: number; timeoutMs?: number } = {},
+  ): Promise<PeerRowJson[]> {
+    const timeoutMs = options.timeoutMs ?? MEMBERS_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const rows = await this.listPeers();
-      if (rows.length === count && rows.every((row) => row.member === "OK")) return rows;
+      if (
+        rows.length === count && rows.every((row) => row.member === "OK") &&
+        rows.every((row) => row.lastSeenMs >= (options.seenSinceMs ?? 0))
+      ) {
+        return rows;
+      }
       if (Date.now() > deadline) {
         throw new Error(
-          `list-peers did not show ${count} members OK within ${timeoutMs} ms: ${
-            JSON.stringify(rows)
-          }`,
+          `list-peers did not show ${count} members OK${
+            options.seenSinceMs ? `, seen since ${options.seenSinceMs},` : ""
+          } within ${timeoutMs} ms: ${JSON.stringify(rows)}`,
         );
       }
       await delay(250);

@@ -437,8 +437,14 @@ clusterTest(
     await assertMatchesModel(c, b.uri("v"), outcome, "through a fresh client, node 1 down");
     await c.stopClient(b);
     // Node 1 comes back with stale copies of blocks rewritten while it was down: never read.
+    const restarted = Date.now();
     await c.startNode(1);
-    await c.waitForMembers(3);
+    const rows = await c.waitForMembers(3);
+    const row = rows.find((row) => row.uuid === c.nodes[1]!.uuid);
+    assert.ok(
+      row && row.lastSeenMs >= restarted,
+      `node 1 registered again: ${JSON.stringify(rows)}`,
+    );
     const d = await c.startClient();
     await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
   },
@@ -450,6 +456,7 @@ clusterTest(
   async (c) => {
     await c.torusctlOk("volume", "create-block", "v", "32MiB");
     const [a, b] = await Promise.all([c.startClient(), c.startClient()]);
+    let restarted = 0;
     const outcome = await ioDuring(c, a.uri("v"), async (io) => {
       await c.etcd.restart();
       await moreFlushes(io, 2, 30_000);
@@ -457,6 +464,7 @@ clusterTest(
       await c.etcd.kill();
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       await c.etcd.restart();
+      restarted = Date.now();
       // The writer kept its lock: its lease outlived the outage.
       const refused = await runClient("nbdinfo", ["--size", b.uri("v")], DEBUG);
       assert.notEqual(refused.code, 0, "v opened through b while a writes it");
@@ -466,8 +474,8 @@ clusterTest(
     assert.deepEqual(outcome.errors, [], "no request failed");
     await c.stopClient(a);
     await assertMatchesModel(c, b.uri("v"), outcome, "through another client");
-    // The nodes re-registered with the restarted etcd.
-    await c.waitForMembers(3);
+    // The nodes' heartbeats reach the restarted etcd.
+    await c.waitForMembers(3, { seenSinceMs: restarted });
   },
 );
 
@@ -489,8 +497,9 @@ clusterTest(
     await assertMatchesModel(c, b.uri("v"), outcome, "through a fresh client, node 1 cut off");
     await c.stopClient(b);
     // The link comes back: node 1 holds stale copies of blocks rewritten meanwhile, never read.
+    const restored = Date.now();
     await c.restoreLink(1);
-    await c.waitForMembers(3);
+    await c.waitForMembers(3, { seenSinceMs: restored });
     const d = await c.startClient();
     await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
   },
