@@ -31,19 +31,6 @@ const MiB = 1024 * KiB;
 /** The block size `torusctl init` formats clusters with. */
 const BLOCK = 512 * KiB;
 
-/** Fails the test with `what` when `promise` takes longer than `ms`. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A cluster test: a bounded body against a fresh three-node cluster. */
 function clusterTest(
   name: string,
@@ -52,7 +39,7 @@ function clusterTest(
   options: Parameters<typeof withCluster>[0] = {},
 ): void {
   Deno.test(name, async () => {
-    await within(limitMs, name, withCluster(options, body));
+    await withCluster({ ...options, timeoutMs: limitMs }, body);
   });
 }
 
