@@ -199,8 +199,10 @@ clusterTest(
 
 /**
  * Python for nbdsh: a random sequence of unaligned, overlapping writes,
- * zeroes and trims of the whole export with a FLUSH every `flushEvery`
- * operations, checked against a local model; the model is saved to `model`.
+ * zeroes and trims of the whole export, and bursts of concurrent writes
+ * (disjoint unaligned pieces of a few blocks, in flight together), with a
+ * FLUSH every `flushEvery` operations, checked against a local model; the
+ * model is saved to `model`.
  */
 function rewriteScript(model: string, seed: number, operations: number, flushEvery: number) {
   return `
@@ -215,10 +217,23 @@ for i in range(${operations}):
     length = rng.choice([1, 7, 511, 513, 4096, 4097, 65537, B - 3, B + 5, 3 * B + 1])
     length = min(length, size)
     offset = rng.randrange(0, size - length + 1)
-    if kind < 0.8:
+    if kind < 0.6:
         data = rng.randbytes(length)
         h.pwrite(data, offset)
         expected[offset:offset + length] = data
+    elif kind < 0.8:
+        start = rng.randrange(0, size - 3 * B)
+        cuts = sorted(set(rng.randrange(1, 3 * B) for _ in range(rng.randrange(2, 12))))
+        bounds = [0] + cuts + [3 * B]
+        cookies = []
+        for a, b in zip(bounds, bounds[1:]):
+            data = rng.randbytes(b - a)
+            cookies.append(h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(data)), start + a))
+            expected[start + a:start + b] = data
+        while h.aio_in_flight() > 0:
+            h.poll(-1)
+        for cookie in cookies:
+            assert h.aio_command_completed(cookie)
     elif kind < 0.9:
         h.zero(length, offset)
         expected[offset:offset + length] = bytes(length)
