@@ -79,41 +79,59 @@ async function waitForStatus(cluster: TestCluster, name: string, status: string)
   }
 }
 
-clusterTest("cluster: init, 3 nodes join, list-peers, ring get, bad input", 60_000, async (c) => {
-  const rows = await c.listPeers();
-  assert.equal(rows.length, 3);
-  for (const node of c.nodes) {
-    const row = rows.find((r) => r.uuid === node.uuid);
-    assert.ok(row, `node ${node.uuid} in list-peers: ${JSON.stringify(rows)}`);
-    assert.equal(row.address, node.peerAddress);
-    assert.equal(row.member, "OK");
-    assert.equal(row.sizeBytes, 256 * MiB);
-    assert.equal(row.usedBytes, 0);
-    assert.equal(row.rebalancing, false);
-  }
-  const table = await c.torusctlOk("list-peers");
-  assert.match(table, /^ADDRESS +UUID +SIZE +USED +MEMBER +UPDATED +REBALANCING$/m);
-  assert.equal(table.match(/ 256 MiB .* OK /g)?.length, 3, table);
-  // Three joins after init's version 1.
-  assert.match(table, /Ring: version 4, replication 2$/m);
+clusterTest(
+  "cluster: init, 3 nodes join, list-peers, ring get, bad input, a clean stop",
+  60_000,
+  async (c) => {
+    const rows = await c.listPeers();
+    assert.equal(rows.length, 3);
+    for (const node of c.nodes) {
+      const row = rows.find((r) => r.uuid === node.uuid);
+      assert.ok(row, `node ${node.uuid} in list-peers: ${JSON.stringify(rows)}`);
+      assert.equal(row.address, node.peerAddress);
+      assert.equal(row.member, "OK");
+      assert.equal(row.sizeBytes, 256 * MiB);
+      assert.equal(row.usedBytes, 0);
+      assert.equal(row.rebalancing, false);
+    }
+    const table = await c.torusctlOk("list-peers");
+    assert.match(table, /^ADDRESS +UUID +SIZE +USED +MEMBER +UPDATED +REBALANCING$/m);
+    assert.equal(table.match(/ 256 MiB .* OK /g)?.length, 3, table);
+    // Three joins after init's version 1.
+    assert.match(table, /Ring: version 4, replication 2$/m);
 
-  const ring = await c.torusctlOk("ring", "get");
-  assert.match(ring, /^Ring: Ketama$/m);
-  assert.match(ring, /^Version: 4$/m);
-  assert.match(ring, /^Replication: 2$/m);
-  for (const node of c.nodes) assert.match(ring, new RegExp(`${node.uuid} \\(512 blocks\\)`));
+    const ring = await c.torusctlOk("ring", "get");
+    assert.match(ring, /^Ring: Ketama$/m);
+    assert.match(ring, /^Version: 4$/m);
+    assert.match(ring, /^Replication: 2$/m);
+    for (const node of c.nodes) assert.match(ring, new RegExp(`${node.uuid} \\(512 blocks\\)`));
 
-  assertOneLineError(
-    await c.torusctl("peer", "add", "tdp://127.0.0.1:1"),
-    /tdp:\/\/127\.0\.0\.1:1/,
-  );
-  assertOneLineError(await c.torusctl("peer", "add", crypto.randomUUID()), /No live storage peer/);
-  assertOneLineError(await c.torusctl("ring", "set-replication", "x"), /"x"/);
-  assertOneLineError(await c.torusctl("ring", "set-replication", "0"), /replication/i);
-  assertOneLineError(await c.torusctl("peer", "remove", crypto.randomUUID()), /./);
-  // Nothing changed.
-  assert.match(await c.torusctlOk("ring", "get"), /^Version: 4$/m);
-});
+    assertOneLineError(
+      await c.torusctl("peer", "add", "tdp://127.0.0.1:1"),
+      /tdp:\/\/127\.0\.0\.1:1/,
+    );
+    assertOneLineError(
+      await c.torusctl("peer", "add", crypto.randomUUID()),
+      /No live storage peer/,
+    );
+    assertOneLineError(await c.torusctl("ring", "set-replication", "x"), /"x"/);
+    assertOneLineError(await c.torusctl("ring", "set-replication", "0"), /replication/i);
+    assertOneLineError(await c.torusctl("peer", "remove", crypto.randomUUID()), /./);
+    // Nothing changed.
+    assert.match(await c.torusctlOk("ring", "get"), /^Version: 4$/m);
+
+    // A node stopped with SIGTERM exits 0 and deregisters (its lease is revoked): DOWN at once.
+    const status = await c.stopNode(2, "SIGTERM");
+    assert.equal(status.code, 0, `torusd exited ${status.code} (signal ${status.signal})`);
+    const down = (await c.listPeers()).find((row) => row.uuid === c.nodes[2]!.uuid);
+    assert.equal(down?.member, "DOWN", JSON.stringify(down));
+    assert.equal(down?.address, "");
+    // It comes back with its uuid and address, still a member: the ring does not change.
+    await c.startNode(2);
+    await c.waitForMembers(3);
+    assert.match(await c.torusctlOk("ring", "get"), /^Version: 4$/m);
+  },
+);
 
 clusterTest(
   "cluster: 64 MiB written through one nbdserve read back through another",
