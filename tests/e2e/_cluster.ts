@@ -359,11 +359,12 @@ export class TestCluster {
       ],
       wrapper: node.netns ? [await requireTool("ip"), "netns", "exec", node.netns] : undefined,
       env: { [MARKER]: this.dir },
+      spawned: (pid) => this.#notePid(pid),
       ready: (log) => allMatch(log, [/node (\S+) of the cluster at .*: serving peers at /]),
     });
+    await this.#checkStillOpen(process);
     node.process = process;
     node.uuid = match[0]![1]!;
-    await this.#notePid(process);
   }
 
   /** Kills node `index` with SIGKILL (like a crash or a power cut) and waits for it to exit. */
@@ -411,9 +412,10 @@ export class TestCluster {
       binary: "torusblk",
       args: ["nbdserve", ...this.etcdFlags, "-l", "127.0.0.1:0", ...extra],
       env: { [MARKER]: this.dir },
+      spawned: (pid) => this.#notePid(pid),
       ready: (log) => allMatch(log, [/NBD on 127\.0\.0\.1:(\d+)/]),
     });
-    await this.#notePid(process);
+    await this.#checkStillOpen(process);
     const port = Number(match[0]![1]);
     const client = {
       process,
@@ -456,13 +458,16 @@ export class TestCluster {
     console.error(`${why}; process logs:\n${parts.join("\n")}`);
   }
 
-  /** Notes a started process for the watchdog; one started after close() is killed at once. */
-  async #notePid(process: DaemonProcess): Promise<void> {
-    if (this.#closed) {
-      await stopTorusd(process, "SIGKILL").catch(() => {});
-      throw new Error("Cannot start a process: the cluster is closed");
-    }
-    await Deno.writeTextFile(this.#pidFile, `${process.child.pid}\n`, { append: true });
+  /** Notes a process for the watchdog as soon as it is spawned. */
+  #notePid(pid: number): void {
+    Deno.writeTextFileSync(this.#pidFile, `${pid}\n`, { append: true });
+  }
+
+  /** Kills a process that got ready after close() (a test that timed out), and throws. */
+  async #checkStillOpen(process: DaemonProcess): Promise<void> {
+    if (!this.#closed) return;
+    await stopTorusd(process, "SIGKILL").catch(() => {});
+    throw new Error("Cannot start a process: the cluster is closed");
   }
 
   #checkOpen(): void {
