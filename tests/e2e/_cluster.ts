@@ -341,6 +341,7 @@ export class TestCluster {
 
   /** Starts node `index` (again) on its data directory and address; resolves once it serves peers. */
   async startNode(index: number): Promise<void> {
+    this.#checkOpen();
     const node = this.nodes[index]!;
     assert.equal(node.process, null, `node ${index} is running`);
     const { process, match } = await startProcess({
@@ -358,11 +359,12 @@ export class TestCluster {
       ],
       wrapper: node.netns ? [await requireTool("ip"), "netns", "exec", node.netns] : undefined,
       env: { [MARKER]: this.dir },
+      spawned: (pid) => this.#notePid(pid),
       ready: (log) => allMatch(log, [/node (\S+) of the cluster at .*: serving peers at /]),
     });
+    await this.#checkStillOpen(process);
     node.process = process;
     node.uuid = match[0]![1]!;
-    await this.#notePid(process);
   }
 
   /** Kills node `index` with SIGKILL (like a crash or a power cut) and waits for it to exit. */
@@ -405,13 +407,15 @@ export class TestCluster {
 
   /** Starts a `torusblk nbdserve` client on a free port of 127.0.0.1. */
   async startClient(extra: string[] = []): Promise<NbdClient> {
+    this.#checkOpen();
     const { process, match } = await startProcess({
       binary: "torusblk",
       args: ["nbdserve", ...this.etcdFlags, "-l", "127.0.0.1:0", ...extra],
       env: { [MARKER]: this.dir },
+      spawned: (pid) => this.#notePid(pid),
       ready: (log) => allMatch(log, [/NBD on 127\.0\.0\.1:(\d+)/]),
     });
-    await this.#notePid(process);
+    await this.#checkStillOpen(process);
     const port = Number(match[0]![1]);
     const client = {
       process,
@@ -454,8 +458,20 @@ export class TestCluster {
     console.error(`${why}; process logs:\n${parts.join("\n")}`);
   }
 
-  async #notePid(process: DaemonProcess): Promise<void> {
-    await Deno.writeTextFile(this.#pidFile, `${process.child.pid}\n`, { append: true });
+  /** Notes a process for the watchdog as soon as it is spawned. */
+  #notePid(pid: number): void {
+    Deno.writeTextFileSync(this.#pidFile, `${pid}\n`, { append: true });
+  }
+
+  /** Kills a process that got ready after close() (a test that timed out), and throws. */
+  async #checkStillOpen(process: DaemonProcess): Promise<void> {
+    if (!this.#closed) return;
+    await stopTorusd(process, "SIGKILL").catch(() => {});
+    throw new Error("Cannot start a process: the cluster is closed");
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Error("Cannot start a process: the cluster is closed");
   }
 
   /**
@@ -539,22 +555,56 @@ async function removeNetns(netns: Netns | null): Promise<void> {
   if (errors.length > 0) throw errors[0];
 }
 
+/** How long a body may still take to unwind once its cluster was killed for a timeout. */
+const UNWIND_MS = 10_000;
+
 /**
  * Starts a cluster, runs `body`, and always closes it; when the body fails,
- * prints the end of every process's log first.
+ * prints the end of every process's log first. With `timeoutMs`, a body
+ * (start-up included) that runs longer fails: its cluster is killed, which
+ * makes whatever it waits for fail, and the test does not wait more than a
+ * few seconds for it to unwind.
  */
 export async function withCluster(
-  options: ClusterOptions,
+  options: ClusterOptions & { timeoutMs?: number },
   body: (cluster: TestCluster) => Promise<void>,
 ): Promise<void> {
-  const cluster = await TestCluster.start(options);
+  const started = Date.now();
+  let cluster: TestCluster | null = null;
+  let abandoned = false;
+  const run = (async () => {
+    const started = await TestCluster.start(options);
+    if (abandoned) {
+      await started.close();
+      return;
+    }
+    cluster = started;
+    await body(started);
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeoutMs = options.timeoutMs ?? Infinity;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    if (timeoutMs !== Infinity) timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
   try {
-    await body(cluster);
+    if ((await Promise.race([run, timedOut])) === "timeout") {
+      abandoned = true;
+      const unwound = run.catch(() => {});
+      const current = cluster as TestCluster | null;
+      current?.dumpLogs(`timed out after ${timeoutMs} ms`);
+      await current?.close();
+      await Promise.race([unwound, delay(UNWIND_MS)]);
+      throw new Error(`the test took longer than ${timeoutMs} ms (${Date.now() - started} ms)`);
+    }
   } catch (error) {
-    cluster.dumpLogs(`test failed: ${(error as Error).message.split("\n")[0]}`);
+    const current = cluster as TestCluster | null;
+    if (!/^the test took longer/.test((error as Error).message)) {
+      current?.dumpLogs(`test failed: ${(error as Error).message.split("\n")[0]}`);
+    }
     throw error;
   } finally {
-    await cluster.close();
+    clearTimeout(timer);
+    await (cluster as TestCluster | null)?.close();
   }
 }
 

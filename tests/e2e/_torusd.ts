@@ -53,6 +53,8 @@ export interface StartProcessOptions {
   timeoutMs?: number;
   /** Variables added to the process's environment. */
   env?: Record<string, string>;
+  /** Called with the pid as soon as the process is spawned (to clean it up if the test dies). */
+  spawned?: (pid: number) => void;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function startProcess(
     stdout: "null",
     stderr: "piped",
   }).spawn();
+  options.spawned?.(child.pid);
   const lines = child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(new TextLineStream());
   const log: string[] = [];
   const reader = lines.getReader();
