@@ -114,6 +114,8 @@ export const FLUSH_TIMEOUT_MS = 30_000;
  * copies of blocks a failed peer held unflushed, and so on.
  */
 export const FLUSH_ROUNDS_MAX = 3;
+/** Blocks a flush copies at once for a peer that did not confirm it. */
+export const REPAIRS_IN_FLIGHT_MAX = 8;
 /** Blocks whose last placement is remembered for range writes (about 100 bytes each). */
 export const PLACEMENTS_MAX = 16_384;
 /**
@@ -1039,14 +1041,19 @@ export class Distributor implements BlockStore {
     failed: Map<string, Attempt>,
   ): Promise<Map<string, BlockRef>> {
     const unsafe = new Map<string, BlockRef>();
-    for (const [key, ref] of refs) {
-      if (this.#closed) {
-        unsafe.set(key, ref);
-        continue;
+    const queue = [...refs];
+    const worker = async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        const [key, ref] = next;
+        if (this.#closed) {
+          unsafe.set(key, ref);
+          continue;
+        }
+        await using _ = await this.#exclusive(key);
+        if (!(await this.#repairCopy(ref, failed))) unsafe.set(key, ref);
       }
-      await using _ = await this.#exclusive(key);
-      if (!(await this.#repairCopy(ref, failed))) unsafe.set(key, ref);
-    }
+    };
+    await Promise.all(Array.from({ length: REPAIRS_IN_FLIGHT_MAX }, worker));
     return unsafe;
   }
 

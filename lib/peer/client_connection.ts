@@ -85,6 +85,12 @@ export interface ClientConnectionOptions {
   keepaliveIntervalMs: number;
   /** Milliseconds a keepalive may go unanswered before the connection is closed. */
   pingTimeoutMs: number;
+  /**
+   * Milliseconds with requests in flight and nothing received before a
+   * `PING` checks that the peer is still there (a slow request, such as a
+   * flush, does not delay its answer).
+   */
+  stallProbeMs: number;
   /** This node's uuid, 16 bytes (zero when anonymous). */
   nodeUuid: Uint8Array;
   /** Time and timers. */
@@ -117,6 +123,10 @@ export class ClientConnection {
   #error: Error | null = null;
   #framesReceived = 0;
   #lastSendMs: number;
+  /** When the last frame arrived, or the first request after a quiet spell was sent. */
+  #lastHeardMs: number;
+  #pinging = false;
+  #stall: Error | null = null;
   #keepaliveTimer: number | null = null;
 
   private constructor(
@@ -134,6 +144,7 @@ export class ClientConnection {
     this.requestsInFlightMax = requestsInFlightMax;
     this.#freeSlots = requestsInFlightMax;
     this.#lastSendMs = options.clock.nowMs();
+    this.#lastHeardMs = this.#lastSendMs;
     void this.#readLoop();
     this.#scheduleKeepalive();
   }
@@ -222,6 +233,14 @@ export class ClientConnection {
     return this.#error !== null;
   }
 
+  /**
+   * Why the connection ended when the peer stopped answering (a stalled
+   * request, an unanswered `PING`): the peer may be cut off. Null otherwise.
+   */
+  get stall(): Error | null {
+    return this.#stall;
+  }
+
   /** Requests sent and not yet answered, including those whose caller gave up. */
   get inFlight(): number {
     return this.#pending.size;
@@ -272,6 +291,7 @@ export class ClientConnection {
     while (this.#pending.has(requestId)) requestId = (requestId + 1) >>> 0;
     this.#nextRequestId = (requestId + 1) >>> 0;
     const nowMs = this.#options.clock.nowMs();
+    if (this.#pending.size === 0) this.#lastHeardMs = nowMs;
     this.#pending.set(requestId, { exchange, sentAtMs: nowMs, framesBefore: this.#framesReceived });
     this.#lastSendMs = nowMs;
     this.#writer.write([encodeFrameHeader({ ...header, requestId }), ...payload]).catch((error) =>
@@ -292,7 +312,7 @@ export class ClientConnection {
     for (const sent of this.#pending.values()) {
       if (sent.exchange !== exchange) continue;
       if (this.#framesReceived === sent.framesBefore) {
-        this.close(
+        this.#stalled(
           new PeerUnavailableError(
             `${this.#options.address}: nothing received for ${
               this.#options.clock.nowMs() - sent.sentAtMs
@@ -302,6 +322,12 @@ export class ClientConnection {
       }
       return;
     }
+  }
+
+  /** Closes the connection because the peer stopped answering. */
+  #stalled(error: Error): void {
+    if (this.#error === null) this.#stall = error;
+    this.close(error);
   }
 
   /** Closes the connection; every request on it and every waiter fails with `error`. */
@@ -334,6 +360,7 @@ export class ClientConnection {
           break;
         }
         this.#framesReceived++;
+        this.#lastHeardMs = this.#options.clock.nowMs();
         const header = decodeFrameHeader(bytes);
         const sent = this.#pending.get(header.requestId);
         const name = opName(header.op);
@@ -392,21 +419,37 @@ export class ClientConnection {
     this.releaseSlot();
   }
 
-  /** Sends a `PING` when nothing was sent for a while; closes the connection if it goes unanswered. */
+  /**
+   * Sends a `PING` when nothing was sent for a while, or when requests are in
+   * flight and nothing arrived for a while; closes the connection if it goes
+   * unanswered.
+   */
   #scheduleKeepalive(): void {
-    const { clock, keepaliveIntervalMs, pingTimeoutMs, address } = this.#options;
+    const { clock, keepaliveIntervalMs, pingTimeoutMs, stallProbeMs, address } = this.#options;
     const tick = () => {
       this.#keepaliveTimer = null;
       if (this.#error !== null) return;
-      const quietMs = clock.nowMs() - this.#lastSendMs;
-      if (quietMs >= keepaliveIntervalMs && this.#freeSlots > 0 && this.#slotWaiters.length === 0) {
+      const nowMs = clock.nowMs();
+      const quietMs = nowMs - this.#lastSendMs;
+      const silentMs = this.#pending.size > 0 ? nowMs - this.#lastHeardMs : 0;
+      const due = quietMs >= keepaliveIntervalMs || silentMs >= stallProbeMs;
+      if (due && !this.#pinging && this.#freeSlots > 0 && this.#slotWaiters.length === 0) {
         this.#freeSlots--;
+        this.#pinging = true;
         let done = false;
+        const framesBefore = this.#framesReceived;
         const timer = clock.setTimer(pingTimeoutMs, () => {
           if (done) return;
           done = true;
-          this.close(
-            new PeerUnavailableError(`${address}: keepalive unanswered for ${pingTimeoutMs} ms`),
+          this.#pinging = false;
+          // Replies still arriving (the answer queued behind them): the peer is there.
+          if (this.#framesReceived !== framesBefore) return;
+          this.#stalled(
+            new PeerUnavailableError(
+              `${address}: keepalive unanswered for ${pingTimeoutMs} ms${
+                silentMs >= stallProbeMs ? ` (nothing received for ${silentMs} ms before it)` : ""
+              }`,
+            ),
           );
         });
         const exchange: Exchange = {
@@ -418,6 +461,7 @@ export class ClientConnection {
           parts: (header) => header.payloadBytes === 0 ? [] : "payload in a PING reply",
           complete: () => {
             done = true;
+            this.#pinging = false;
             clock.clearTimer(timer);
           },
         };
@@ -434,12 +478,15 @@ export class ClientConnection {
           payloadCrc: 0,
         }, []);
       }
-      const waitMs = quietMs >= keepaliveIntervalMs
+      const untilKeepalive = quietMs >= keepaliveIntervalMs
         ? keepaliveIntervalMs
         : keepaliveIntervalMs - quietMs;
-      this.#keepaliveTimer = clock.setTimer(waitMs, tick);
+      const untilProbe = silentMs > 0 && silentMs < stallProbeMs
+        ? stallProbeMs - silentMs
+        : stallProbeMs;
+      this.#keepaliveTimer = clock.setTimer(Math.min(untilKeepalive, untilProbe), tick);
     };
-    this.#keepaliveTimer = clock.setTimer(keepaliveIntervalMs, tick);
+    this.#keepaliveTimer = clock.setTimer(Math.min(keepaliveIntervalMs, stallProbeMs), tick);
   }
 }
 

@@ -75,6 +75,14 @@ export const PEER_KEEPALIVE_INTERVAL_MS = 10_000;
 /** Default milliseconds a keepalive may go unanswered before the connection is dropped. */
 export const PEER_PING_TIMEOUT_MS = 2_000;
 /**
+ * Default milliseconds with calls in flight and nothing received before a
+ * `PING` checks the peer: a peer cut off by the network is found out in
+ * this plus {@linkcode PEER_PING_TIMEOUT_MS}, not at the end of a long call
+ * (a flush waits up to 10 s or more). The peer answers a `PING` at once
+ * even while it works on slow requests.
+ */
+export const PEER_STALL_PROBE_MS = 2_000;
+/**
  * Milliseconds before the first redial after a failed dial; calls fail at
  * once meanwhile, and while that redial is in progress.
  */
@@ -104,6 +112,8 @@ export interface PeerClientLimits {
   keepaliveIntervalMs: number;
   /** Milliseconds a keepalive (or `ping()`) may go unanswered. */
   pingTimeoutMs: number;
+  /** Milliseconds with calls in flight and nothing received before a `PING` checks the peer. */
+  stallProbeMs: number;
   /** First pause after a failed dial, during which calls fail at once. */
   reconnectBackoffMinMs: number;
   /** Longest pause between dials (the pause doubles after each failure). */
@@ -141,6 +151,7 @@ export function peerClientLimits(overrides: Partial<PeerClientLimits> = {}): Pee
     flushTimeoutMs: PEER_FLUSH_TIMEOUT_MS,
     keepaliveIntervalMs: PEER_KEEPALIVE_INTERVAL_MS,
     pingTimeoutMs: PEER_PING_TIMEOUT_MS,
+    stallProbeMs: PEER_STALL_PROBE_MS,
     reconnectBackoffMinMs: PEER_RECONNECT_BACKOFF_MIN_MS,
     reconnectBackoffMaxMs: PEER_RECONNECT_BACKOFF_MAX_MS,
     ...overrides,
@@ -533,6 +544,12 @@ export class TcpPeerClient implements PeerClient {
     if (this.#connection !== null && !this.#connection.closed) {
       return Promise.resolve(this.#connection);
     }
+    const stall = this.#connection?.stall ?? null;
+    if (stall !== null && this.#backoffMs === 0) {
+      // The peer stopped answering: likely cut off, so the redial is a probe as after a failed dial.
+      this.#backoffMs = this.#limits.reconnectBackoffMinMs;
+      this.#lastDialError = stall;
+    }
     this.#connection = null;
     // After a failed dial the peer is likely down or cut off: a redial is a probe that
     // calls do not wait for (each would wait up to the dial timeout); they fail at once.
@@ -628,6 +645,7 @@ export class TcpPeerClient implements PeerClient {
               queuedCallsMax: this.#limits.queuedCallsMax,
               keepaliveIntervalMs: this.#limits.keepaliveIntervalMs,
               pingTimeoutMs: this.#limits.pingTimeoutMs,
+              stallProbeMs: this.#limits.stallProbeMs,
               nodeUuid: this.#nodeUuid,
               clock: this.#clock,
               log: this.#log,

@@ -17,6 +17,7 @@ import {
   PEER_FRAME_HEADER_BYTES,
   PEER_HELLO_BYTES,
   PEER_PROTOCOL_VERSION,
+  PeerOp,
 } from "./frame.ts";
 import { TcpTransport, type TcpTransportOptions } from "./tcp_transport.ts";
 
@@ -436,7 +437,62 @@ Deno.test("tcp: an unanswered keepalive drops the connection", async () => {
   }
 });
 
-Deno.test("tcp: a timed-out call on a silent connection drops it; the next call redials", async () => {
+Deno.test("tcp: a call in flight to a peer gone silent fails after an unanswered PING, not at its own deadline", async () => {
+  const mute = fakePeer(async (peer) => {
+    await answerHello(peer);
+    await peer.closedByPeer();
+  });
+  const client = new TcpTransport({
+    blockSizeBytes: BLOCK,
+    clientLimits: { stallProbeMs: 100, pingTimeoutMs: 100 },
+  }).dial(mute.address);
+  try {
+    const started = Date.now();
+    await assert.rejects(
+      client.flush({ timeoutMs: 10_000 }),
+      /keepalive unanswered for 100 ms \(nothing received for \d+ ms before it\)/,
+    );
+    assert.ok(Date.now() - started < 2_000);
+  } finally {
+    await client.close();
+    await mute.close();
+  }
+});
+
+Deno.test("tcp: a slow request to a peer that answers PINGs is not taken for a stall", async () => {
+  const slow = fakePeer(async (peer) => {
+    await answerHello(peer);
+    const replies: Promise<void>[] = [];
+    try {
+      for (;;) {
+        const request = decodeFrameHeader(await peer.receive(PEER_FRAME_HEADER_BYTES));
+        await peer.receive(request.payloadBytes);
+        const reply = encodeFrameHeader(
+          frameHeader({ requestId: request.requestId, op: request.op, ref: request.ref }),
+        );
+        // PINGs at once, anything else (the flush: a slow disk) after 600 ms.
+        const wait = request.op === PeerOp.ping ? 0 : 600;
+        replies.push(sleep(wait).then(() => peer.send(reply)));
+      }
+    } finally {
+      await Promise.allSettled(replies);
+    }
+  });
+  const client = new TcpTransport({
+    blockSizeBytes: BLOCK,
+    clientLimits: { stallProbeMs: 100, pingTimeoutMs: 100 },
+  }).dial(slow.address);
+  try {
+    await client.flush({ timeoutMs: 5_000 });
+    await client.flush({ timeoutMs: 5_000 });
+    assert.equal(slow.accepted, 1, "the connection was kept");
+  } finally {
+    await client.close();
+    await slow.close();
+  }
+});
+
+Deno.test("tcp: a timed-out call on a silent connection drops it; the next call redials, a probe it does not wait for", async () => {
   const mute = fakePeer(async (peer) => {
     await answerHello(peer);
     await peer.closedByPeer();
@@ -444,8 +500,16 @@ Deno.test("tcp: a timed-out call on a silent connection drops it; the next call 
   const client = new TcpTransport({ blockSizeBytes: BLOCK }).dial(mute.address);
   try {
     await assert.rejects(client.flush({ timeoutMs: 100 }), /did not answer FLUSH within 100 ms/);
-    await assert.rejects(client.flush({ timeoutMs: 100 }), PeerUnavailableError);
-    assert.equal(mute.accepted, 2, "the stalled connection was replaced");
+    const started = Date.now();
+    await assert.rejects(
+      client.flush({ timeoutMs: 5_000 }),
+      /unreachable \(reconnecting\): .*nothing received for \d+ ms; the connection is stalled/,
+    );
+    assert.ok(Date.now() - started < 100, "the call did not wait for the redial");
+    for (let i = 0; mute.accepted < 2; i++) {
+      assert.ok(i < 100, "the stalled connection was replaced");
+      await sleep(10);
+    }
   } finally {
     await client.close();
     await mute.close();

@@ -153,7 +153,7 @@ clusterTest(
       const total = used.reduce((sum, mib) => sum + mib, 0);
       if (total >= 128) {
         assert.ok(total < 140, `used ${used.join(", ")} MiB`);
-        assert.ok(used.every((mib) => mib > 20), `used ${used.join(", ")} MiB: unbalanced`);
+        assert.ok(used.every((mib) => mib > 16), `used ${used.join(", ")} MiB: unbalanced`);
         break;
       }
       assert.ok(Date.now() < deadline, `used ${used.join(", ")} MiB after 15 s`);
@@ -522,6 +522,33 @@ clusterTest(
     await c.waitForMembers(3, { seenSinceMs: restored });
     const d = await c.startClient();
     await assertMatchesModel(c, d.uri("v"), outcome, "through a fresh client, node 1 back");
+
+    // A FLUSH right after a cut, with nothing else in flight: the silent node is found out by a
+    // PING within seconds (not at the end of the flush's own deadline) and its blocks are copied.
+    const image = await randomFile(c.dir, "image.bin", 8 * MiB);
+    const writer = await spawnNbdsh(
+      d.uri("v"),
+      `import sys, time
+h.pwrite(open(${JSON.stringify(image)}, "rb").read(), 4 * ${MiB})
+print("WRITTEN", flush=True)
+sys.stdin.read()
+start = time.monotonic()
+h.flush()
+print("FLUSH %.1f" % (time.monotonic() - start), flush=True)
+h.shutdown()
+`,
+    );
+    await writer.waitFor(/^WRITTEN$/);
+    await c.cutLink(2);
+    const flushed = await writer.release(30_000);
+    assert.equal(flushed.code, 0, `the flush failed:\n${flushed.stdout}\n${flushed.stderr}`);
+    const seconds = Number(/^FLUSH ([\d.]+)$/m.exec(flushed.stdout)?.[1]);
+    assert.ok(seconds < 8, `the FLUSH took ${seconds} s`);
+    await c.stopClient(d);
+    const expected = new Uint8Array(outcome.expected);
+    expected.set(await Deno.readFile(image), 4 * MiB);
+    const e = await c.startClient();
+    await assertVolume(c, e.uri("v"), expected, "through a fresh client, node 2 cut off");
   },
   { netns: true },
 );
