@@ -1,5 +1,5 @@
 /**
- * torusctl: administer Torus volumes, snapshots and the data directory.
+ * torusctl: administer Torus volumes and snapshots, a data directory or a cluster.
  * Thin wiring: flags here, operations in lib/ctl.
  *
  * @module
@@ -285,7 +285,7 @@ const listPeersCommand: Command = {
 
 const root: Command = {
   name: "torusctl",
-  summary: "administer Torus volumes, snapshots and the data directory",
+  summary: "administer Torus: volumes, snapshots, a data directory or a cluster (with --etcd)",
   subcommands: [
     {
       name: "init",

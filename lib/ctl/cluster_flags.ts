@@ -20,7 +20,12 @@ import type { Logger } from "../log.ts";
 import { EtcdMetadata } from "../metadata/etcd_metadata.ts";
 import type { GlobalMetadata, MetadataService } from "../metadata/metadata_service.ts";
 import { LeaseKeeper } from "../node/lease_keeper.ts";
-import { ClusterNode, type ClusterNodeOptions, initializeCluster } from "../node/cluster_node.ts";
+import {
+  ClusterNode,
+  type ClusterNodeOptions,
+  initializeCluster,
+  readClusterGlobal,
+} from "../node/cluster_node.ts";
 import type { InitializeOptions, TorusNode } from "../node/torus_node.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
 import { RingType } from "../ring/ring.ts";
@@ -169,13 +174,9 @@ export class ClusterAdmin implements TorusNode {
   }
 
   async globalMetadata(): Promise<GlobalMetadata> {
-    return await this.metadata.globalMetadata().catch((error) => {
-      if ((error as Error).name === "NotInitializedError") {
-        (error as Error).message = `The cluster at ${this.location} is not initialized: run ${
-          etcdAdvice(this.metadata)
-        }`;
-      }
-      throw error;
+    return await readClusterGlobal(this.metadata, {
+      location: this.location,
+      initAdvice: etcdAdvice(this.metadata),
     });
   }
 

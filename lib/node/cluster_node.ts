@@ -95,7 +95,8 @@ export class ClusterNode implements TorusNode {
   #options: ClusterNodeOptions;
   #local: BlockStore;
   #listener: PeerListener | null;
-  #peers = new Map<string, PeerRecord>();
+  /** Live peers by uuid, as of the last refresh (the distributor dials their addresses). */
+  #peers: Map<string, PeerRecord>;
   #lease: LeaseKeeper | null = null;
   #leaseLost = false;
   #heartbeatTimer = 0;
@@ -117,6 +118,7 @@ export class ClusterNode implements TorusNode {
       local: BlockStore;
       listener: PeerListener | null;
       distributor: Distributor;
+      peers: Map<string, PeerRecord>;
     },
   ) {
     this.#options = options;
@@ -128,6 +130,7 @@ export class ClusterNode implements TorusNode {
     this.#local = fields.local;
     this.#listener = fields.listener;
     this.distributor = fields.distributor;
+    this.#peers = fields.peers;
     this.address = fields.listener?.address ?? "";
     this.#context = {
       metadata: fields.metadata,
@@ -154,7 +157,7 @@ export class ClusterNode implements TorusNode {
     const metadata = retryingMetadata(await options.openMetadata(uuid), options.clock);
     const opened: { close(): Promise<void> }[] = [metadata];
     try {
-      const global = await readGlobal(metadata, options);
+      const global = await readClusterGlobal(metadata, options);
       let local: BlockStore;
       if (options.dataDir !== undefined) {
         const blockDir = dataDirPaths(options.dataDir).blockDir;
@@ -200,8 +203,8 @@ export class ClusterNode implements TorusNode {
         local,
         listener,
         distributor,
+        peers,
       });
-      node.#peers = peers;
       await node.#start();
       return node;
     } catch (error) {
@@ -231,7 +234,7 @@ export class ClusterNode implements TorusNode {
   }
 
   async globalMetadata(): Promise<GlobalMetadata> {
-    return await readGlobal(this.metadata, this.#options);
+    return await readClusterGlobal(this.metadata, this.#options);
   }
 
   initialize(): Promise<void> {
@@ -431,9 +434,14 @@ export class ClusterNode implements TorusNode {
   }
 }
 
-async function readGlobal(
+/**
+ * The cluster's global metadata.
+ *
+ * @throws {NotInitializedError} naming `location` and what to run (`initAdvice`).
+ */
+export async function readClusterGlobal(
   metadata: MetadataService,
-  options: ClusterNodeOptions,
+  options: Pick<ClusterNodeOptions, "location" | "initAdvice">,
 ): Promise<GlobalMetadata> {
   try {
     return await metadata.globalMetadata();

@@ -487,6 +487,8 @@ interface OpenState {
   data: PositionedIo;
   index: PositionedIo;
   entries: Map<string, Entry>;
+  /** Sector CRCs of every slot (`sectorsPerBlock` per slot), as the index records hold them. */
+  crcs: Uint32Array;
   generation: number;
 }
 
@@ -574,48 +576,9 @@ export class FileBlockStore implements BlockStore {
     this.#record = new Uint8Array(this.#recordSizeBytes);
     this.#recordView = new DataView(this.#record.buffer);
     this.#zeroRecord = new Uint8Array(this.#recordSizeBytes);
-    this.#crcs = new Uint32Array(state.numSlots * this.#sectorsPerBlock);
+    this.#crcs = state.crcs;
     this.#slotRefs = new Array(state.numSlots);
     for (const entry of state.entries.values()) this.#slotRefs[entry.slot] = entry.ref;
-    this.#loadCrcs();
-  }
-
-  /** Fills the in-memory CRC table from the index records of the stored blocks. */
-  #loadCrcs(): void {
-    const recordSize = this.#recordSizeBytes;
-    const perChunk = Math.max(1, Math.floor(INDEX_SCAN_CHUNK_BYTES / recordSize));
-    const chunk = new Uint8Array(perChunk * recordSize);
-    const view = new DataView(chunk.buffer);
-    for (let firstSlot = 0; firstSlot < this.#numSlots; firstSlot += perChunk) {
-      const count = Math.min(perChunk, this.#numSlots - firstSlot);
-      let any = false;
-      for (let i = 0; i < count && !any; i++) any = this.#slotRefs[firstSlot + i] !== undefined;
-      if (!any) continue;
-      const bytes = chunk.subarray(0, count * recordSize);
-      this.#index.readAt(this.#recordOffset(firstSlot), bytes);
-      for (let i = 0; i < count; i++) {
-        const slot = firstSlot + i;
-        const ref = this.#slotRefs[slot];
-        if (ref === undefined) continue;
-        const at = i * recordSize;
-        const record = bytes.subarray(at, at + recordSize);
-        if (
-          view.getUint32(at + this.#recordCrcOffsetBytes, true) !==
-            recordCrc(record, this.#recordCrcOffsetBytes, slot) ||
-          !BlockRef.fromBytes(record, RECORD_REF_OFFSET_BYTES).equals(ref)
-        ) {
-          throw new BlockCorruptError(
-            `Cannot open the block store in ${this.#directory}: the index record of slot ${slot} changed while it was opened`,
-          );
-        }
-        for (let j = 0; j < this.#sectorsPerBlock; j++) {
-          this.#crcs[slot * this.#sectorsPerBlock + j] = view.getUint32(
-            at + RECORD_CRCS_OFFSET_BYTES + 4 * j,
-            true,
-          );
-        }
-      }
-    }
   }
 
   /**
@@ -708,6 +671,9 @@ export class FileBlockStore implements BlockStore {
       } else if (numSlots < header.numSlots) {
         scan.generation = await shrink(layout, scan, numSlots);
       }
+      const sectorsPerSlot = blockSizeBytes / wanted.sectorSizeBytes;
+      const crcs = new Uint32Array(numSlots * sectorsPerSlot);
+      crcs.set(scan.crcs.subarray(0, crcs.length));
 
       let data: PositionedIo;
       let index: PositionedIo;
@@ -734,6 +700,7 @@ export class FileBlockStore implements BlockStore {
         data,
         index,
         entries: scan.entries,
+        crcs,
         generation: scan.generation,
       });
     } catch (error) {
@@ -1119,6 +1086,8 @@ interface Layout {
 
 interface Scan {
   entries: Map<string, Entry>;
+  /** Sector CRCs of every slot, from the records (`sectorsPerBlock` per slot). */
+  crcs: Uint32Array;
   /** The next generation to write: one more than the highest seen. */
   generation: number;
 }
@@ -1135,6 +1104,8 @@ async function scanIndex(layout: Layout): Promise<Scan> {
   const recordSize = header.recordSizeBytes;
   const crcOffset = recordCrcOffsetBytes(header.blockSizeBytes);
   const entries = new Map<string, Entry>();
+  const sectors = header.blockSizeBytes / header.sectorSizeBytes;
+  const crcs = new Uint32Array(header.numSlots * sectors);
   const generations = new Map<string, number>();
   const losers: number[] = [];
   let maxGeneration = 0;
@@ -1173,6 +1144,9 @@ async function scanIndex(layout: Layout): Promise<Scan> {
       }
       entries.set(key, { ref, slot });
       generations.set(key, generation);
+      for (let j = 0; j < sectors; j++) {
+        crcs[slot * sectors + j] = view.getUint32(at + RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
+      }
     }
   }
   if (losers.length > 0) {
@@ -1182,7 +1156,7 @@ async function scanIndex(layout: Layout): Promise<Scan> {
     }
     await indexFile.syncData();
   }
-  return { entries, generation: maxGeneration + 1 };
+  return { entries, crcs, generation: maxGeneration + 1 };
 }
 
 /**
@@ -1246,6 +1220,8 @@ async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<num
       writeU64(view, RECORD_GENERATION_OFFSET_BYTES, generation++);
       view.setUint32(crcOffset, recordCrc(record, crcOffset, target), true);
       writeFully(indexFile, INDEX_HEADER_REGION_BYTES + target * recordSize, record, indexPath);
+      const sectors = blockSize / header.sectorSizeBytes;
+      scan.crcs.copyWithin(target * sectors, entry.slot * sectors, (entry.slot + 1) * sectors);
       entry.slot = target;
     }
     await indexFile.syncData();
