@@ -51,6 +51,7 @@ export class SerialWriter {
   #running = false;
   #error: unknown = null;
   #idle: (() => void)[] = [];
+  #corked = false;
   /**
    * Where the first run of small parts of a batch is joined: reused, since a
    * batch is written completely before the next one is taken.
@@ -72,13 +73,39 @@ export class SerialWriter {
     if (this.#error !== null) return Promise.reject(this.#error);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ parts, resolve, reject });
-      if (!this.#running) void this.#pump();
+      if (!this.#running && !this.#corked) void this.#pump();
     });
   }
 
-  /** Resolves once nothing is queued or being written. Never rejects. */
+  /**
+   * Holds queued messages back until {@linkcode SerialWriter.uncork}, so that
+   * replies produced together leave in one write (one system call) instead of
+   * one each. A writer already writing finishes its current batch.
+   */
+  cork(): void {
+    this.#corked = true;
+  }
+
+  /** Writes what {@linkcode SerialWriter.cork} held back, and lets later messages go at once. */
+  uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    if (!this.#running && this.#queue.length > 0) void this.#pump();
+  }
+
+  /** Whether messages are being held back. */
+  get corked(): boolean {
+    return this.#corked;
+  }
+
+  /**
+   * Resolves once nothing is queued or being written (messages held by a cork
+   * count as queued). Never rejects.
+   */
   idle(): Promise<void> {
-    if (!this.#running) return Promise.resolve();
+    if (!this.#running && (this.#queue.length === 0 || this.#error !== null)) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
@@ -92,7 +119,7 @@ export class SerialWriter {
   async #pump(): Promise<void> {
     this.#running = true;
     try {
-      while (this.#queue.length > 0 && this.#error === null) {
+      while (this.#queue.length > 0 && this.#error === null && !this.#corked) {
         const batch = this.#takeBatch();
         try {
           for (const bytes of batch.bytes) await this.#writeAll(bytes);
@@ -106,7 +133,9 @@ export class SerialWriter {
       }
     } finally {
       this.#running = false;
-      for (const resolve of this.#idle.splice(0)) resolve();
+      if (this.#queue.length === 0 || this.#error !== null) {
+        for (const resolve of this.#idle.splice(0)) resolve();
+      }
     }
   }
 

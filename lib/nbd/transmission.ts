@@ -139,15 +139,41 @@ export class Transmission {
   }
 
   async #loop(): Promise<TransmissionEnd> {
-    const { reader, export: exp, structuredReplies, log } = this.#context;
+    const { export: exp, structuredReplies, writer } = this.#context;
     const requestContext = {
       sizeBytes: exp.sizeBytes,
       readOnly: exp.readOnly,
       structuredReplies,
     };
+    try {
+      return await this.#requests(requestContext);
+    } finally {
+      writer.uncork();
+    }
+  }
+
+  /**
+   * Before an await that may wait for the client or for other requests:
+   * replies held back are written first (they may be what frees the wait).
+   */
+  #beforeWait(): void {
+    this.#context.writer.uncork();
+  }
+
+  async #requests(
+    requestContext: { sizeBytes: number; readOnly: boolean; structuredReplies: boolean },
+  ): Promise<TransmissionEnd> {
+    const { reader, writer, log } = this.#context;
     for (;;) {
+      // Replies of requests that arrived together leave together: hold them
+      // while another request is already buffered, write them before waiting.
+      if (reader.bufferedBytes >= NBD_REQUEST_BYTES) writer.cork();
+      else this.#beforeWait();
       // Stop reading the socket while at the limit of requests in flight.
-      await this.#slots.acquire(1);
+      if (!this.#slots.tryAcquire(1)) {
+        this.#beforeWait();
+        await this.#slots.acquire(1);
+      }
       let slotHeld = true;
       try {
         const header = await reader.readView(NBD_REQUEST_BYTES);
@@ -178,6 +204,7 @@ export class Transmission {
               });
               return "protocol-error";
             }
+            if (reader.bufferedBytes < request.lengthBytes) this.#beforeWait();
             await reader.skip(request.lengthBytes);
           }
           this.#dispatch(request, null, 0, rejection);
@@ -189,15 +216,22 @@ export class Transmission {
           ? request.lengthBytes
           : 0;
         // Stop reading while this connection, or the server, holds its limit of bytes.
-        await this.#bytes.acquire(costBytes);
+        if (!this.#bytes.tryAcquire(costBytes)) {
+          this.#beforeWait();
+          await this.#bytes.acquire(costBytes);
+        }
         try {
-          await this.#context.serverBytes.acquire(costBytes);
+          if (!this.#context.serverBytes.tryAcquire(costBytes)) {
+            this.#beforeWait();
+            await this.#context.serverBytes.acquire(costBytes);
+          }
         } catch (error) {
           this.#bytes.release(costBytes);
           throw error;
         }
         let payload: Uint8Array | null = null;
         if (request.type === NBD_CMD_WRITE) {
+          if (reader.bufferedBytes < request.lengthBytes) this.#beforeWait();
           payload = this.#take(request.lengthBytes);
           let complete = false;
           try {
