@@ -26,6 +26,7 @@ import {
   NBD_REPLY_TYPE_ERROR,
   NBD_REPLY_TYPE_NONE,
   NBD_REPLY_TYPE_OFFSET_DATA,
+  NBD_REQUEST_BYTES,
   NBD_SIMPLE_REPLY_BYTES,
   NBD_STRUCTURED_REPLY_HEADER_BYTES,
   type NbdRequest,
@@ -157,6 +158,20 @@ export class RawClient {
       throw new Error(`NBD_OPT_GO failed: reply type 0x${result.replyType.toString(16)}`);
     }
     return result;
+  }
+
+  /** Sends requests without payloads in a single write (they arrive together); returns their handles. */
+  async requestBatch(requests: Omit<NbdRequest, "handle">[]): Promise<bigint[]> {
+    const handles: bigint[] = [];
+    const batch = new Uint8Array(requests.length * NBD_REQUEST_BYTES);
+    requests.forEach((request, i) => {
+      const full = { ...request, handle: this.#nextHandle++ };
+      this.#pending.set(full.handle, full);
+      handles.push(full.handle);
+      batch.set(encodeRequest(full), i * NBD_REQUEST_BYTES);
+    });
+    await this.send(batch);
+    return handles;
   }
 
   /** Sends a request (and its payload); returns its handle. */

@@ -66,3 +66,25 @@ Deno.test("SerialWriter: a failed write fails queued and later messages", async 
   await assert.rejects(writer.write([new Uint8Array(1)]), Deno.errors.BrokenPipe);
   await writer.idle();
 });
+
+Deno.test("SerialWriter: a cork holds messages back; uncork writes them in one write", async () => {
+  const target = sink();
+  const writer = new SerialWriter(target);
+  writer.cork();
+  assert.ok(writer.corked);
+  const all = [];
+  for (let i = 0; i < 10; i++) all.push(writer.write([new Uint8Array([i]), new Uint8Array(100)]));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(target.writes.length, 0);
+  let idle = false;
+  const idleDone = writer.idle().then(() => idle = true);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(idle, false, "messages held by a cork are not idle");
+  writer.uncork();
+  await Promise.all(all);
+  await idleDone;
+  assert.deepEqual(target.writes, [10 * 101]);
+  // Uncorked, a message goes at once.
+  await writer.write([new Uint8Array(3)]);
+  assert.deepEqual(target.writes, [10 * 101, 3]);
+});

@@ -47,9 +47,16 @@ async function setup(options: Setup = {}) {
   const exp = new ScriptedExport(await provider.open("disk"));
   const [serverEnd, clientEnd] = pipe();
   const structured = options.structured ?? true;
+  /** Writes the server made to its socket. */
+  const socketWrites = { count: 0 };
   const transmission = new Transmission({
     reader: new ByteReader(serverEnd),
-    writer: new SerialWriter(serverEnd),
+    writer: new SerialWriter({
+      write(bytes) {
+        socketWrites.count++;
+        return serverEnd.write(bytes);
+      },
+    }),
     export: exp,
     structuredReplies: structured,
     limits: {
@@ -70,7 +77,7 @@ async function setup(options: Setup = {}) {
     serverEnd.close();
     await exp.close();
   };
-  return { exp, transmission, run, client, finish, serverEnd };
+  return { exp, transmission, run, client, finish, serverEnd, socketWrites };
 }
 
 const pattern = (length: number, seed: number) =>
@@ -276,6 +283,34 @@ Deno.test("transmission: replies come back out of order, matched by handle", asy
   });
   assert.equal((await client.readReply()).handle, fast);
   assert.equal((await client.readReply()).handle, slow);
+  await finish();
+});
+
+Deno.test("transmission: replies to requests that arrive together leave in few writes", async () => {
+  const { client, finish, socketWrites } = await setup();
+  await client.requestBatch(Array.from({ length: 64 }, (_, i) => ({
+    type: NBD_CMD_READ,
+    flags: 0,
+    offsetBytes: i * 4096,
+    lengthBytes: 4096,
+  })));
+  const handles = new Set<bigint>();
+  for (let i = 0; i < 64; i++) {
+    const reply = await client.readReply();
+    assert.equal(reply.errno, 0);
+    handles.add(reply.handle);
+  }
+  assert.equal(handles.size, 64);
+  // Without holding replies back, each left in a write of its own.
+  assert.ok(socketWrites.count <= 4, `${socketWrites.count} writes for 64 replies`);
+  // A request alone is answered at once, not held for company.
+  const single = await client.call({
+    type: NBD_CMD_READ,
+    flags: 0,
+    offsetBytes: 0,
+    lengthBytes: 8,
+  });
+  assert.equal(single.errno, 0);
   await finish();
 });
 
