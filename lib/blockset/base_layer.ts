@@ -7,8 +7,8 @@
  * @module
  */
 import { BLOCK_REF_SIZE_BYTES, BlockRef } from "../core/block_ref.ts";
-import { blockDigest, sectorCrcs, zeroSectorCrcs } from "../core/sector.ts";
-import { BlockCorruptError, BlockNotFoundError } from "../errors.ts";
+import { sectorCrcs, zeroSectorCrcs } from "../core/sector.ts";
+import { BlockNotFoundError } from "../errors.ts";
 import type { BlockRange, BlockRead } from "../storage/block_store.ts";
 import { type Layer, type LayerContext, LayerKind, type MarshalledLayer } from "./layer.ts";
 
@@ -93,18 +93,16 @@ export class BaseLayer implements Layer {
       return await this.#context.store.writeBlockRange(current, offsetBytes, data, expectDigest);
     }
     // Copy-on-write: the current block belongs to a committed INode.
-    let block: Uint8Array;
     if (current === undefined || current.isZero()) {
-      block = new Uint8Array(this.#context.blockSizeBytes);
-    } else {
-      const old = await this.#context.store.readBlock(current);
-      if (expectDigest !== undefined && blockDigest(old.sectorCrcs) !== expectDigest) {
-        throw new BlockCorruptError(`Cannot rewrite ${current}: its checksum does not match`);
-      }
-      block = old.data;
+      const block = new Uint8Array(this.#context.blockSizeBytes);
+      block.set(data, offsetBytes);
+      return await this.write(index, block);
     }
-    block.set(data, offsetBytes);
-    return await this.write(index, block);
+    // The store copies it (a local store without a trip through JavaScript).
+    const ref = this.#context.refs.next();
+    const crcs = await this.#context.store.copyBlock(current, ref, offsetBytes, data, expectDigest);
+    this.#refs[index] = ref;
+    return crcs;
   }
 
   truncate(lengthBlocks: number): void {

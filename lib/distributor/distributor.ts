@@ -88,6 +88,7 @@ import {
   type BlockRead,
   type BlockStore,
   checkRange,
+  copyBlockThrough,
 } from "../storage/block_store.ts";
 import { ReadCache } from "./read_cache.ts";
 
@@ -685,6 +686,20 @@ export class Distributor implements BlockStore {
     } finally {
       this.#cache.invalidate(ref);
     }
+  }
+
+  /**
+   * Copy-on-write across the cluster: reads `source` from its replicas and
+   * writes the copy to `ref`'s owners (see {@linkcode copyBlockThrough}).
+   */
+  copyBlock(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    return copyBlockThrough(this, source, ref, offsetBytes, data, expectDigest);
   }
 
   /**

@@ -89,6 +89,16 @@ export class HookedStore implements BlockStore {
     await this.#pass("writeBlockRange", target);
     return await this.inner.writeBlockRange(target, offsetBytes, data, expectDigest);
   }
+  async copyBlock(
+    source: BlockRef,
+    target: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    await this.#pass("copyBlock", target);
+    return await this.inner.copyBlock(source, target, offsetBytes, data, expectDigest);
+  }
   async deleteBlock(target: BlockRef): Promise<boolean> {
     await this.#pass("deleteBlock", target);
     return await this.inner.deleteBlock(target);

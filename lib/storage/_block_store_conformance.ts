@@ -102,6 +102,53 @@ export function testBlockStore(
     await store.close();
   });
 
+  Deno.test(`${name}: copyBlock() copies with a patch and leaves the source alone`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 3 });
+    const data = prng.fill(new Uint8Array(blockSizeBytes));
+    await store.writeBlock(ref(1, 1), data);
+    const sourceCrcs = (await store.readBlock(ref(1, 1))).sectorCrcs;
+    // Unaligned at both ends, across a sector boundary; then aligned; then empty.
+    for (
+      const [at, length, target] of [[3000, 5000, ref(2, 1)], [4096, 8192, ref(2, 2)]] as const
+    ) {
+      const patch = prng.fill(new Uint8Array(length));
+      const crcs = await store.copyBlock(ref(1, 1), target, at, patch, blockDigest(sourceCrcs));
+      const expected = data.slice();
+      expected.set(patch, at);
+      const back = await store.readBlock(target);
+      assertNode.deepEqual(back.data, expected);
+      assertNode.deepEqual(crcs, sectorCrcs(expected, blockSizeBytes));
+      assertNode.deepEqual(back.sectorCrcs, crcs);
+    }
+    assertNode.deepEqual((await store.readBlock(ref(1, 1))).data, data, "source unchanged");
+    assertNode.equal(store.usedBlocks(), 3);
+    // Full: a new ref does not fit; an existing one is replaced.
+    await assertNode.rejects(
+      store.copyBlock(ref(1, 1), ref(2, 3), 0, new Uint8Array(1)),
+      OutOfSpaceError,
+    );
+    await store.copyBlock(ref(1, 1), ref(2, 2), 0, new Uint8Array(0));
+    assertNode.deepEqual((await store.readBlock(ref(2, 2))).data, data);
+    await assertNode.rejects(
+      store.copyBlock(ref(9, 9), ref(2, 3), 0, new Uint8Array(1)),
+      BlockNotFoundError,
+    );
+    await assertNode.rejects(
+      store.copyBlock(ref(1, 1), ref(2, 1), 0, new Uint8Array(1), blockDigest(sourceCrcs) ^ 1),
+      BlockCorruptError,
+    );
+    await assertNode.rejects(
+      store.copyBlock(ref(1, 1), ref(1, 1), 0, new Uint8Array(1)),
+      RangeError,
+    );
+    await assertNode.rejects(
+      store.copyBlock(ref(1, 1), ref(2, 1), blockSizeBytes - 1, new Uint8Array(2)),
+      RangeError,
+    );
+    assertNode.equal(store.usedBlocks(), 3);
+    await store.close();
+  });
+
   Deno.test(`${name}: writeBlock() of an existing ref replaces it`, async () => {
     const store = await open({ blockSizeBytes, numBlocks: 2 });
     await store.writeBlock(ref(1, 1), new Uint8Array([1]));
@@ -183,6 +230,22 @@ export function testBlockStore(
         store.writeBlockRange(ref(1, 1), 4200, new Uint8Array(10)),
         BlockCorruptError,
       );
+      // A copy keeps a corrupt sector corrupt (never laundered into a valid
+      // checksum), refuses to merge with it, and copies the rest intact.
+      await assertNode.rejects(
+        store.copyBlock(ref(1, 1), ref(2, 1), 4200, new Uint8Array(10)),
+        BlockCorruptError,
+      );
+      await store.copyBlock(ref(1, 1), ref(2, 1), 0, new Uint8Array(100));
+      await assertNode.rejects(
+        store.readBlock(ref(2, 1), { offsetBytes: 4096, lengthBytes: 10 }),
+        BlockCorruptError,
+      );
+      const { data: copied } = await store.readBlock(ref(2, 1), {
+        offsetBytes: 8192,
+        lengthBytes: blockSizeBytes - 8192,
+      });
+      assertNode.deepEqual(copied, data.subarray(8192));
       await store.close();
     });
   }

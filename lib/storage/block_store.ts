@@ -5,6 +5,8 @@
  * @module
  */
 import type { BlockRef } from "../core/block_ref.ts";
+import { blockDigest, sectorCrcs } from "../core/sector.ts";
+import { BlockCorruptError } from "../errors.ts";
 
 /** What {@linkcode BlockStore.readBlock} returns. */
 export interface BlockRead {
@@ -97,6 +99,29 @@ export interface BlockStore {
     data: Uint8Array,
     expectDigest?: number,
   ): Promise<Uint32Array>;
+  /**
+   * Copy-on-write: stores `ref` as a copy of the stored block `source` with
+   * `data` written at `offsetBytes` (`data` may be empty), and returns the new
+   * block's sector CRCs. The file layer uses it for the first small write of a
+   * session to a block a committed INode references; a local store copies
+   * without bringing the block through JavaScript, others may use
+   * {@linkcode copyBlockThrough}.
+   *
+   * When `expectDigest` is given, `source` must have that digest.
+   *
+   * @throws {BlockNotFoundError} when `source` is not stored.
+   * @throws {BlockCorruptError} when `source` does not match `expectDigest`, or
+   * an edge sector to merge with fails its checksum.
+   * @throws {OutOfSpaceError} when no slot is free.
+   * @throws {RangeError} when `source` and `ref` are the same block.
+   */
+  copyBlock(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array>;
   /** Deletes a block; returns whether it was stored. */
   deleteBlock(ref: BlockRef): Promise<boolean>;
   /** A snapshot of the refs stored now. */
@@ -122,4 +147,29 @@ export function checkRange(blockSizeBytes: number, range?: BlockRange): BlockRan
     );
   }
   return { offsetBytes, lengthBytes };
+}
+
+/**
+ * {@linkcode BlockStore.copyBlock} by reading the whole source block and
+ * writing the copy: for stores that cannot copy in place (the distributor,
+ * whose copies live on other peers).
+ */
+export async function copyBlockThrough(
+  store: BlockStore,
+  source: BlockRef,
+  ref: BlockRef,
+  offsetBytes: number,
+  data: Uint8Array,
+  expectDigest?: number,
+): Promise<Uint32Array> {
+  checkRange(store.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+  if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
+  const old = await store.readBlock(source, undefined, expectDigest);
+  if (expectDigest !== undefined && blockDigest(old.sectorCrcs) !== expectDigest) {
+    throw new BlockCorruptError(`Cannot copy ${source}: it does not match the expected digest`);
+  }
+  const block = old.data;
+  block.set(data, offsetBytes);
+  await store.writeBlock(ref, block);
+  return sectorCrcs(block, store.blockSizeBytes);
 }

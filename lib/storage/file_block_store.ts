@@ -173,6 +173,10 @@ const LIBC_SYMBOLS = {
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
+  copy_file_range: {
+    parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
+    result: "isize",
+  },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -242,6 +246,11 @@ interface PositionedIo {
   readAt(offsetBytes: number, target: Uint8Array): void;
   /** Writes all of `source` at `offsetBytes`. */
   writeAt(offsetBytes: number, source: Uint8Array): void;
+  /**
+   * Copies `lengthBytes` from `fromBytes` to `toBytes` (ranges do not
+   * overlap), through `scratch` when it cannot copy inside the kernel.
+   */
+  copy(fromBytes: number, toBytes: number, lengthBytes: number, scratch: Uint8Array): void;
   /** Releases the descriptor or mapping. */
   release(): void;
 }
@@ -250,6 +259,10 @@ interface PositionedIo {
 class PreadIo implements PositionedIo {
   #path: string;
   #fd: number;
+  /** Whether `copy_file_range` works here; cleared at its first refusal. */
+  #kernelCopy = true;
+  /** The in/out offsets `copy_file_range` reads and advances. */
+  #copyOffsets = new BigInt64Array(2);
 
   constructor(path: string) {
     this.#path = path;
@@ -308,8 +321,64 @@ class PreadIo implements PositionedIo {
     }
   }
 
+  copy(fromBytes: number, toBytes: number, lengthBytes: number, scratch: Uint8Array): void {
+    if (this.#kernelCopy) {
+      const offsets = this.#copyOffsets;
+      offsets[0] = BigInt(fromBytes);
+      offsets[1] = BigInt(toBytes);
+      const inOffset = new Uint8Array(offsets.buffer, 0, 8);
+      const outOffset = new Uint8Array(offsets.buffer, 8, 8);
+      let done = 0;
+      while (done < lengthBytes) {
+        const n = Number(
+          libc().copy_file_range(
+            this.#fd,
+            inOffset,
+            this.#fd,
+            outOffset,
+            BigInt(lengthBytes - done),
+            0,
+          ),
+        );
+        if (n > 0) {
+          done += n;
+          continue;
+        }
+        const code = n < 0 ? errno() : 0;
+        if (code === EINTR) continue;
+        if (n === 0 || code === ENOSPC) {
+          const why = n === 0 ? "past the end" : errnoName(code);
+          const message =
+            `Cannot copy ${lengthBytes} bytes from ${fromBytes} to ${toBytes} of ${this.#path}: ${why}`;
+          throw code === ENOSPC ? new OutOfSpaceError(message) : new Error(message);
+        }
+        // Not supported here (old kernel, filesystem, seccomp): copy through memory from now on.
+        this.#kernelCopy = false;
+        copyThrough(this, fromBytes + done, toBytes + done, lengthBytes - done, scratch);
+        return;
+      }
+      return;
+    }
+    copyThrough(this, fromBytes, toBytes, lengthBytes, scratch);
+  }
+
   release(): void {
     libc().close(this.#fd);
+  }
+}
+
+/** Copies a range of one file through a buffer, a scratch-sized piece at a time. */
+function copyThrough(
+  io: PositionedIo,
+  fromBytes: number,
+  toBytes: number,
+  lengthBytes: number,
+  scratch: Uint8Array,
+): void {
+  for (let done = 0; done < lengthBytes; done += scratch.length) {
+    const piece = scratch.subarray(0, Math.min(scratch.length, lengthBytes - done));
+    io.readAt(fromBytes + done, piece);
+    io.writeAt(toBytes + done, piece);
   }
 }
 
@@ -341,6 +410,10 @@ class MmapIo implements PositionedIo {
 
   writeAt(offsetBytes: number, source: Uint8Array): void {
     this.#bytes.set(source, offsetBytes);
+  }
+
+  copy(fromBytes: number, toBytes: number, lengthBytes: number): void {
+    this.#bytes.copyWithin(toBytes, fromBytes, fromBytes + lengthBytes);
   }
 
   release(): void {
@@ -378,6 +451,10 @@ class FsFileIo implements PositionedIo {
     this.#file.seekSync(offsetBytes, Deno.SeekMode.Start);
     let done = 0;
     while (done < source.length) done += this.#file.writeSync(source.subarray(done));
+  }
+
+  copy(fromBytes: number, toBytes: number, lengthBytes: number, scratch: Uint8Array): void {
+    copyThrough(this, fromBytes, toBytes, lengthBytes, scratch);
   }
 
   release(): void {
@@ -850,6 +927,90 @@ export class FileBlockStore implements BlockStore {
     }
     this.#dirty.add(entry.slot);
     return this.#slotCrcs(entry.slot);
+  }
+
+  /**
+   * Copy-on-write inside the store: `ref` becomes a copy of `source` with
+   * `data` at `offsetBytes`. The unchanged sectors are copied by the kernel
+   * (`copy_file_range`, no trip through JavaScript) with their CRCs taken from
+   * the source's record, so a sector that was corrupt stays detectably corrupt;
+   * only the sectors `data` touches are checksummed anew.
+   */
+  async copyBlock(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    this.#checkOpen("write");
+    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
+    const from = this.#get(source, "copy");
+    const sectors = this.#sectorsPerBlock;
+    const fromCrcsAt = from.slot * sectors;
+    if (
+      expectDigest !== undefined &&
+      blockDigest(this.#crcs.subarray(fromCrcsAt, fromCrcsAt + sectors)) !== expectDigest
+    ) {
+      throw new BlockCorruptError(`Cannot copy ${source}: it does not match the expected digest`);
+    }
+    const key = ref.key();
+    const existing = this.#entries.get(key);
+    if (!existing && this.#freeCount === 0) {
+      throw new OutOfSpaceError(
+        `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
+      );
+    }
+    const slot = existing ? existing.slot : this.#free[this.#freeCount - 1]!;
+    const sector = this.#sectorSizeBytes;
+    // Sectors [first, end) are touched by `data`; the rest are copied as they are.
+    const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
+    const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
+    const fromBase = from.slot * this.blockSizeBytes;
+    const toBase = slot * this.blockSizeBytes;
+    const toCrcsAt = slot * sectors;
+    const copyRange = (start: number, stop: number) => {
+      if (stop <= start) return;
+      this.#data.copy(
+        fromBase + start * sector,
+        toBase + start * sector,
+        (stop - start) * sector,
+        this.#block,
+      );
+      this.#crcs.copyWithin(toCrcsAt + start, fromCrcsAt + start, fromCrcsAt + stop);
+    };
+    copyRange(0, first);
+    copyRange(end, sectors);
+    if (end > first) {
+      const bytes = this.#block.subarray(0, (end - first) * sector);
+      // Merge only with edge sectors that verify: never launder a corrupt sector.
+      if (offsetBytes % sector !== 0) {
+        const head = bytes.subarray(0, sector);
+        this.#data.readAt(fromBase + first * sector, head);
+        this.#verifySector(from, first, head);
+      }
+      const endBytes = offsetBytes + data.length;
+      if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
+        const tail = bytes.subarray(bytes.length - sector);
+        this.#data.readAt(fromBase + (end - 1) * sector, tail);
+        this.#verifySector(from, end - 1, tail);
+      }
+      bytes.set(data, offsetBytes - first * sector);
+      this.#data.writeAt(toBase + first * sector, bytes);
+      for (let i = first; i < end; i++) {
+        this.#crcs[toCrcsAt + i] = crc32(
+          bytes.subarray((i - first) * sector, (i - first + 1) * sector),
+        );
+      }
+    }
+    this.#slotRefs[slot] = ref;
+    this.#dirty.add(slot);
+    if (!existing) {
+      this.#freeCount--;
+      this.#entries.set(key, { ref, slot });
+    }
+    return this.#slotCrcs(slot);
   }
 
   async deleteBlock(ref: BlockRef): Promise<boolean> {

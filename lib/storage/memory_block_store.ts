@@ -112,6 +112,46 @@ export class MemoryBlockStore implements BlockStore {
     return stored.crcs.slice();
   }
 
+  async copyBlock(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    this.#checkOpen();
+    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
+    const from = this.#get(source);
+    if (expectDigest !== undefined && blockDigest(from.crcs) !== expectDigest) {
+      throw new BlockCorruptError(`Cannot copy ${source}: it does not match the expected digest`);
+    }
+    const key = ref.key();
+    if (!this.#blocks.has(key) && this.#blocks.size >= this.#numBlocks) {
+      throw new OutOfSpaceError(`Cannot write ${ref}: all ${this.#numBlocks} blocks are in use`);
+    }
+    if (data.length > 0) {
+      // Merge only with edge sectors that verify: never launder a corrupt sector.
+      const sector = sectorSizeBytes(this.blockSizeBytes);
+      if (offsetBytes % sector !== 0) this.#verify(from, offsetBytes, 1);
+      if ((offsetBytes + data.length) % sector !== 0) {
+        this.#verify(from, offsetBytes + data.length - 1, 1);
+      }
+    }
+    // Corrupt sectors are copied with their CRCs, so they stay detectable.
+    const copy: Stored = { ref, data: from.data.slice(), crcs: from.crcs.slice() };
+    copy.data.set(data, offsetBytes);
+    if (data.length > 0) {
+      const sector = sectorSizeBytes(this.blockSizeBytes);
+      const end = Math.ceil((offsetBytes + data.length) / sector);
+      for (let i = Math.floor(offsetBytes / sector); i < end; i++) {
+        copy.crcs[i] = crc32(copy.data.subarray(i * sector, (i + 1) * sector));
+      }
+    }
+    this.#blocks.set(key, copy);
+    return copy.crcs.slice();
+  }
+
   async deleteBlock(ref: BlockRef): Promise<boolean> {
     this.#checkOpen();
     return this.#blocks.delete(ref.key());
