@@ -10,7 +10,7 @@ import { reportError } from "../lib/cli/command.ts";
 import { Torusd, type TorusdClusterOptions } from "../lib/daemon/torusd.ts";
 import { clusterNodeOptions, clusterRequested } from "../lib/ctl/cluster_flags.ts";
 import { stderrLogger } from "../lib/log.ts";
-import { parseSizeSpec } from "../lib/size.ts";
+import { parseSize, parseSizeSpec } from "../lib/size.ts";
 import { VERSION } from "../lib/version.ts";
 
 const HELP = `torusd - the Torus storage daemon
@@ -22,6 +22,7 @@ Flags:
   --size SIZE      block store size: bytes with units (10GiB) or N% of the filesystem
                    (default: an existing store keeps its size, a new one gets 1GiB)
   --auto-init      initialize the data directory with defaults when it is not
+  --block-size SIZE  block size --auto-init gives a new data directory (default 512KiB)
   --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
   --http ADDR      serve /healthz and /metrics at HOST:PORT
 
@@ -51,6 +52,7 @@ async function main(args: string[]): Promise<number> {
         "data-dir": { type: "string", default: "./torus-data" },
         size: { type: "string" },
         "auto-init": { type: "boolean", default: false },
+        "block-size": { type: "string" },
         nbd: { type: "string", default: "" },
         http: { type: "string", default: "" },
         debug: { type: "boolean", default: false },
@@ -89,6 +91,12 @@ async function main(args: string[]): Promise<number> {
     const clock = new SystemClock();
     let cluster: TorusdClusterOptions | undefined;
     if (clusterRequested(values)) {
+      if (values["block-size"] !== undefined) {
+        console.error(
+          "torusd: --block-size is for a data directory; a cluster's is set by torusctl init",
+        );
+        return 2;
+      }
       cluster = {
         ...await clusterNodeOptions(values, { clock, logger }),
         peerAddress: values["peer-address"],
@@ -103,6 +111,9 @@ async function main(args: string[]): Promise<number> {
       dataDir: values["data-dir"],
       size: values.size === undefined ? undefined : parseSizeSpec(values.size),
       autoInit: values["auto-init"],
+      blockSizeBytes: values["block-size"] === undefined
+        ? undefined
+        : parseSize(values["block-size"]),
       clock,
       logger,
       nbdAddress: values.nbd || undefined,

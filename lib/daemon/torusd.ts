@@ -8,11 +8,11 @@
 import { collectGarbage } from "../block/gc.ts";
 import type { Clock } from "../clock.ts";
 import { BLOCK_SIZE_BYTES_DEFAULT } from "../constants.ts";
-import { MetadataUnavailableError, NotInitializedError } from "../errors.ts";
+import { MetadataUnavailableError, NotInitializedError, TorusError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { LocalNode } from "../node/local_node.ts";
 import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
-import type { SizeSpec } from "../size.ts";
+import { formatSize, type SizeSpec } from "../size.ts";
 import type { VolumeContext } from "../block/block_volume.ts";
 import { VolumeExports } from "../block/volume_exports.ts";
 import { formatNbdLogEntry } from "../nbd/log.ts";
@@ -60,6 +60,11 @@ export interface TorusdOptions {
   size?: SizeSpec;
   /** Initialize the data directory with defaults when it is not. */
   autoInit: boolean;
+  /**
+   * Block size `autoInit` gives a new data directory (default
+   * {@linkcode BLOCK_SIZE_BYTES_DEFAULT}); an initialized one must match it.
+   */
+  blockSizeBytes?: number;
   clock: Clock;
   logger: Logger;
   /** Serve volumes over NBD at this address (`host:port`); none when absent. */
@@ -122,15 +127,21 @@ export class Torusd {
       clock: options.clock,
     });
     try {
+      const blockSizeBytes = options.blockSizeBytes ?? BLOCK_SIZE_BYTES_DEFAULT;
       try {
-        await node.globalMetadata();
+        const global = await node.globalMetadata();
+        if (options.blockSizeBytes !== undefined && global.blockSizeBytes !== blockSizeBytes) {
+          throw new TorusError(
+            `Cannot use block size ${blockSizeBytes}: ${options.dataDir} is initialized with blocks of ${global.blockSizeBytes} bytes (a block size cannot change)`,
+          );
+        }
       } catch (error) {
         if (!(error instanceof NotInitializedError) || !options.autoInit) throw error;
-        await node.initialize({
-          blockSizeBytes: BLOCK_SIZE_BYTES_DEFAULT,
-          defaultBlockSpec: "crc,base",
-        });
-        options.logger.log("info", `initialized ${options.dataDir} (block size 512 KiB, crc,base)`);
+        await node.initialize({ blockSizeBytes, defaultBlockSpec: "crc,base" });
+        options.logger.log(
+          "info",
+          `initialized ${options.dataDir} (block size ${formatSize(blockSizeBytes)}, crc,base)`,
+        );
       }
       const volumes = await node.volumes(options.size);
       const daemon = new Torusd(node, volumes, options);

@@ -19,17 +19,23 @@
 import { INodeRef } from "../core/block_ref.ts";
 import type { Blockset } from "../blockset/blockset.ts";
 import { FencedError, OutOfSpaceError, ReadOnlyError } from "../errors.ts";
-import type { INodeRecord, INodeStore } from "../inode/inode_store.ts";
+import { type INodeRecord, type INodeStore, inodeStoredBytes } from "../inode/inode_store.ts";
 import type { LockToken, MetadataService, VolumeInfo } from "../metadata/metadata_service.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { KeyedRwLock, RwLock } from "./rw_lock.ts";
 
-/** Bytes an INode spends per block with `crc,rep=2,base` (ref, digest, replica ref); an estimate. */
-const INODE_BYTES_PER_BLOCK_MAX = 24 + 4 + 24;
-/** Bytes of an INode besides its per-block lists. */
-const INODE_OVERHEAD_BYTES = 4096;
-/** Free blocks kept beyond the INode's needs before a writer commits to let GC reclaim. */
-const RECLAIM_SLACK_BLOCKS = 2;
+/**
+ * Bytes added to the measured size of a volume's INode when judging whether
+ * the next one fits: its numbers (INode, replaced INode, size) may take a few
+ * more bytes each time.
+ */
+const INODE_GROWTH_MARGIN_BYTES = 64;
+/**
+ * Tries of one write that finds the store low: each after a commit and a
+ * collection (shared with concurrent writers, so a later one may find the
+ * space taken again); then the write fails with `OutOfSpaceError`.
+ */
+const RECLAIM_ATTEMPTS_MAX = 4;
 
 /** What a {@linkcode File} is opened with. */
 export interface FileOptions {
@@ -65,6 +71,10 @@ export class File {
   #onClose?: () => Promise<void>;
   #reclaimSpace?: () => Promise<void>;
   #reclaiming: Promise<void> | null = null;
+  /** Blocks that writes in flight may still allocate (one per block they touch, at most). */
+  #reservedBlocks = 0;
+  /** Stored size of the last INode and the length of its blockset, to size the next one. */
+  #lastINode: { bytes: number; blocks: number };
   #head: INodeRef;
   #sizeBytes: number;
   #offsetBytes = 0;
@@ -85,6 +95,10 @@ export class File {
     this.#reclaimSpace = options.reclaimSpace;
     this.#head = options.head.ref;
     this.#sizeBytes = options.head.sizeBytes;
+    this.#lastINode = {
+      bytes: inodeStoredBytes(options.head),
+      blocks: this.#blockset.length(),
+    };
   }
 
   /** Size of the file, in bytes. */
@@ -151,27 +165,44 @@ export class File {
   async writeAt(data: Uint8Array, offsetBytes: number): Promise<void> {
     this.#checkWritable();
     this.#checkRange("write", offsetBytes, data.length);
-    if (this.#reclaimSpace && this.#session !== null && this.#lowOnSpace()) await this.#reclaim();
-    try {
-      await this.#writeOnce(data, offsetBytes);
-    } catch (error) {
-      if (!(error instanceof OutOfSpaceError) || !this.#reclaimSpace) throw error;
+    if (this.#reclaimSpace === undefined) {
+      await this.#writeOnce(data, offsetBytes, false);
+      return;
+    }
+    for (let attempt = 1;; attempt++) {
+      const last = attempt === RECLAIM_ATTEMPTS_MAX;
+      try {
+        if (await this.#writeOnce(data, offsetBytes, true)) return;
+      } catch (error) {
+        if (!(error instanceof OutOfSpaceError) || last) throw error;
+      }
+      if (last) {
+        throw new OutOfSpaceError(
+          `Cannot write ${data.length} bytes to volume "${this.volume.name}": the block store is full (its last free blocks are kept for the volume's INode)`,
+        );
+      }
       // Blocks copied on write in this session keep their originals alive
-      // until the session is committed: commit, collect, and try once more.
+      // until the session is committed: commit, collect, and try again.
       await this.#reclaim();
-      await this.#writeOnce(data, offsetBytes);
     }
   }
 
   /**
-   * True when the store's free blocks would barely hold this file's INode:
+   * True when the store's free blocks, less those that writes in flight may
+   * still take and `moreBlocks`, would barely hold this file's INode:
    * committing then (while it still fits) lets GC free the blocks this
    * session copied, instead of failing the commit later.
    */
-  #lowOnSpace(): boolean {
-    const free = this.#store.numBlocks() - this.#store.usedBlocks();
-    const inodeBytes = this.#blockset.length() * INODE_BYTES_PER_BLOCK_MAX + INODE_OVERHEAD_BYTES;
-    return free < Math.ceil(inodeBytes / this.blockSizeBytes) + RECLAIM_SLACK_BLOCKS;
+  #lowOnSpace(moreBlocks: number): boolean {
+    const free = this.#store.numBlocks() - this.#store.usedBlocks() - this.#reservedBlocks;
+    return free - moreBlocks < this.#inodeBlocksNeeded();
+  }
+
+  /** Blocks the next INode takes: the last one's size, scaled to the blockset's length now. */
+  #inodeBlocksNeeded(): number {
+    const { bytes, blocks } = this.#lastINode;
+    const scale = Math.max(1, this.#blockset.length() / Math.max(1, blocks));
+    return Math.ceil((bytes * scale + INODE_GROWTH_MARGIN_BYTES) / this.blockSizeBytes);
   }
 
   #reclaim(): Promise<void> {
@@ -186,21 +217,38 @@ export class File {
     return this.#reclaiming;
   }
 
-  async #writeOnce(data: Uint8Array, offsetBytes: number): Promise<void> {
-    await this.#io.with(false, async () => {
+  /**
+   * Writes, unless `checkSpace` is set and the write could take the space
+   * the INode needs: then nothing is written and it returns false.
+   */
+  async #writeOnce(data: Uint8Array, offsetBytes: number, checkSpace: boolean): Promise<boolean> {
+    return await this.#io.with(false, async () => {
       await this.#openSession();
-      await Promise.all(
-        this.#pieces(offsetBytes, data.length).map((piece) =>
-          this.#blocks.with(piece.index, true, async () => {
-            const chunk = data.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes);
-            if (piece.lengthBytes === this.blockSizeBytes) {
-              await this.#blockset.write(piece.index, chunk);
-            } else {
-              await this.#blockset.writeRange(piece.index, piece.offsetBytes, chunk);
-            }
-          })
-        ),
-      );
+      const pieces = this.#pieces(offsetBytes, data.length);
+      // Checked and reserved with no await in between: concurrent writers
+      // cannot all pass the check and then take the INode's space together.
+      if (checkSpace && this.#session !== null && this.#lowOnSpace(pieces.length)) return false;
+      this.#reservedBlocks += pieces.length;
+      try {
+        await Promise.all(
+          pieces.map((piece) =>
+            this.#blocks.with(piece.index, true, async () => {
+              const chunk = data.subarray(
+                piece.targetOffset,
+                piece.targetOffset + piece.lengthBytes,
+              );
+              if (piece.lengthBytes === this.blockSizeBytes) {
+                await this.#blockset.write(piece.index, chunk);
+              } else {
+                await this.#blockset.writeRange(piece.index, piece.offsetBytes, chunk);
+              }
+            })
+          ),
+        );
+      } finally {
+        this.#reservedBlocks -= pieces.length;
+      }
+      return true;
     });
   }
 
@@ -272,12 +320,14 @@ export class File {
       if (this.#session === null) return;
       const session = await this.#session;
       await this.#store.flush();
-      await this.#inodes.writeINode({
+      const record = {
         ref: session,
         replaces: this.#head.inode,
         sizeBytes: this.#sizeBytes,
         layers: this.#blockset.marshal(),
-      });
+      };
+      await this.#inodes.writeINode(record);
+      this.#lastINode = { bytes: inodeStoredBytes(record), blocks: this.#blockset.length() };
       await this.#store.flush();
       try {
         await this.#metadata.commitINode(this.#lock!, session);

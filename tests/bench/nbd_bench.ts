@@ -39,6 +39,13 @@ const GiB = 1024 * MiB;
 const EXPORT_BYTES = GiB;
 /** torusd's block store size unless `--torusd-size` says otherwise. */
 const TORUSD_SIZE_DEFAULT = "2GiB";
+/** torusd's block size unless `--torusd-block-size` says otherwise (torusd's own default). */
+const TORUSD_BLOCK_SIZE_DEFAULT = "512KiB";
+/** What names a section of the report: the store size, and the block size when not the default. */
+const sectionKey = (options: Options) =>
+  options.torusdBlockSize === undefined || options.torusdBlockSize === TORUSD_BLOCK_SIZE_DEFAULT
+    ? options.torusdSize
+    : `${options.torusdSize} --torusd-block-size=${options.torusdBlockSize}`;
 /** Seconds each fio job runs unless `--runtime` says otherwise. */
 const RUNTIME_SECONDS_DEFAULT = 10;
 /** Name of the torusd volume and of the nbd-server export. */
@@ -197,6 +204,8 @@ const METRICS: Metric[] = [
 interface Options {
   runtimeSeconds: number;
   torusdSize: string;
+  /** `--block-size` of torusd's new data directory; torusd's default when absent. */
+  torusdBlockSize?: string;
   only: ServerName[];
   writeDoc: boolean;
 }
@@ -209,6 +218,8 @@ Flags:
   --runtime=SECONDS   seconds each fio job runs (default ${RUNTIME_SECONDS_DEFAULT})
   --torusd-size=SIZE  torusd's block store size (default ${TORUSD_SIZE_DEFAULT}); the report goes
                       to its own section of Documentation/benchmarks.md per size
+  --torusd-block-size=SIZE  block size of torusd's data directory (default: torusd's, 512KiB);
+                      a section of its own too
   --only=NAMES        measure only these servers, comma separated: ${SERVER_NAMES.join(",")}
                       (implies --no-write-doc)
   --no-write-doc      print the report without writing Documentation/benchmarks.md
@@ -222,6 +233,7 @@ function parseOptions(args: string[]): Options | null {
     options: {
       runtime: { type: "string", default: String(RUNTIME_SECONDS_DEFAULT) },
       "torusd-size": { type: "string", default: TORUSD_SIZE_DEFAULT },
+      "torusd-block-size": { type: "string" },
       only: { type: "string" },
       "no-write-doc": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -242,6 +254,12 @@ function parseOptions(args: string[]): Options | null {
       `Cannot use --torusd-size=${torusdSize}: expected a size above the 1 GiB volume, like 4GiB`,
     );
   }
+  const torusdBlockSize = values["torusd-block-size"]?.trim();
+  if (torusdBlockSize !== undefined && !/^\d+[KM]iB$/.test(torusdBlockSize)) {
+    throw new RangeError(
+      `Cannot use --torusd-block-size=${torusdBlockSize}: expected a size like 64KiB`,
+    );
+  }
   let only: ServerName[] = [...SERVER_NAMES];
   if (values.only !== undefined) {
     only = values.only.split(",").map((name) => name.trim()).filter((name) => name !== "")
@@ -258,6 +276,7 @@ function parseOptions(args: string[]): Options | null {
   return {
     runtimeSeconds,
     torusdSize,
+    torusdBlockSize,
     only,
     writeDoc: !values["no-write-doc"] && values.only === undefined,
   };
@@ -583,7 +602,11 @@ interface Server {
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
-async function startTorusd(dir: string, size: string): Promise<Server & { log: LogTail }> {
+async function startTorusd(
+  dir: string,
+  size: string,
+  blockSize: string | undefined,
+): Promise<Server & { log: LogTail }> {
   const dataDir = `${dir}/torus-data`;
   const port = await freePort();
   const httpPort = await freePort();
@@ -592,6 +615,7 @@ async function startTorusd(dir: string, size: string): Promise<Server & { log: L
     "-A",
     "cmd/torusd.ts",
     "--auto-init",
+    ...(blockSize === undefined ? [] : ["--block-size", blockSize]),
     "--data-dir",
     dataDir,
     "--size",
@@ -904,6 +928,8 @@ function table(header: string[], align: ("l" | "r")[], rows: string[][]): string
 
 interface Meta {
   torusdSize: string;
+  /** torusd's block size, as given to `--block-size` or its default. */
+  torusdBlockSize: string;
   /** The 1-minute load average at the start and at the end. */
   load: string;
   command: string;
@@ -1075,7 +1101,9 @@ function report(
   );
   const rss = peakRssKiB === null ? "not measured" : `${(peakRssKiB / 1024).toFixed(0)} MiB`;
   return [
-    `### torusd with a ${meta.torusdSize} store`,
+    `### torusd with a ${meta.torusdSize} store${
+      meta.torusdBlockSize === TORUSD_BLOCK_SIZE_DEFAULT ? "" : ` of ${meta.torusdBlockSize} blocks`
+    }`,
     "",
     `Measured ${meta.date} with \`${meta.command}\` (${meta.runtimeSeconds} s per fio job).`,
     "",
@@ -1084,7 +1112,7 @@ function report(
     ...meta.machine.map((line) => `- ${line}`),
     "",
     "Setup: torusd runs as its own process (`deno run -A cmd/torusd.ts --auto-init --size " +
-    `${meta.torusdSize} --nbd ...\`, file engine, \`crc,base\`, 512 KiB blocks) and serves one ` +
+    `${meta.torusdSize} --nbd ...\`, file engine, \`crc,base\`, ${meta.torusdBlockSize} blocks) and serves one ` +
     "1 GiB volume; `nbdkit -f memory 1G` keeps its export in memory; nbd-server 3.24 exports a " +
     "1 GiB file (`flush = true`, `fua = true`) in the same directory as torusd's data, on the " +
     "same disk. Each server is prefilled with `nbdcopy` of the same 1 GiB random file, then gets " +
@@ -1106,7 +1134,7 @@ function report(
     "/proc/PID/stat (with its reaped children for nbd-server), fio's from its own report, and " +
     "everything else's (the rest of /proc/stat's busy time: this script, the kernel, and any " +
     "other process, which would distort the figures); then the blocks torusd's store holds " +
-    "after each job (used/capacity, from its /metrics; 512 KiB each). " +
+    `after each job (used/capacity, from its /metrics; ${meta.torusdBlockSize} each). ` +
     `Load average (1 min, counting the benchmark's own processes): ${meta.load}.`,
     "",
     cpu,
@@ -1149,7 +1177,7 @@ async function machineNotes(tools: Map<string, string>, dir: string): Promise<st
 
 const DOC_PATH = new URL("../../Documentation/benchmarks.md", import.meta.url);
 
-async function writeDoc(section: string, torusdSize: string): Promise<void> {
+async function writeDoc(section: string, key: string): Promise<void> {
   let text: string;
   try {
     text = await Deno.readTextFile(DOC_PATH);
@@ -1157,7 +1185,7 @@ async function writeDoc(section: string, torusdSize: string): Promise<void> {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     text = "";
   }
-  const [beginMarker, endMarker] = [docBegin(torusdSize), docEnd(torusdSize)];
+  const [beginMarker, endMarker] = [docBegin(key), docEnd(key)];
   const generated = `${beginMarker}\n\n${section}\n\n${endMarker}`;
   const begin = text.indexOf(beginMarker);
   const end = text.indexOf(endMarker);
@@ -1208,6 +1236,7 @@ async function main(args: string[]): Promise<number> {
     }
     const meta: Meta = {
       torusdSize: options.torusdSize,
+      torusdBlockSize: options.torusdBlockSize ?? TORUSD_BLOCK_SIZE_DEFAULT,
       load: `${loadAtStart} at the start`,
       command: `deno task bench${args.length > 0 ? ` ${args.join(" ")}` : ""}`,
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
@@ -1223,7 +1252,7 @@ async function main(args: string[]): Promise<number> {
       let server: Server;
       let sampler: RssSampler | null = null;
       if (name === "torusd") {
-        const torusd = await startTorusd(dir, options.torusdSize);
+        const torusd = await startTorusd(dir, options.torusdSize, options.torusdBlockSize);
         server = torusd;
         sampler = new RssSampler(torusd.pid);
         try {
@@ -1255,7 +1284,7 @@ async function main(args: string[]): Promise<number> {
     const section = report(runs, peakRssKiB, meta);
     console.log(`\n${section}\n`);
     if (options.writeDoc) {
-      await writeDoc(section, options.torusdSize);
+      await writeDoc(section, sectionKey(options));
       console.error(`nbd_bench: wrote ${DOC_PATH.pathname}`);
     } else {
       console.error("nbd_bench: Documentation/benchmarks.md left as it was");
