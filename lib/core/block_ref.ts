@@ -66,6 +66,7 @@ export class BlockRef {
   readonly type: BlockType;
   readonly inode: number;
   readonly index: number;
+  #key: string | undefined;
 
   constructor(volume: number, type: BlockType, inode: number, index: number) {
     checkId("volume id", volume, VOLUME_ID_MAX);
@@ -91,9 +92,9 @@ export class BlockRef {
       this.inode === other.inode && this.index === other.index;
   }
 
-  /** A string that identifies the ref, for map keys. */
+  /** A string that identifies the ref, for map keys (built once: every block I/O looks it up). */
   key(): string {
-    return `${this.volume}.${this.type}.${this.inode}.${this.index}`;
+    return this.#key ??= `${this.volume}.${this.type}.${this.inode}.${this.index}`;
   }
 
   /** The INode this block belongs to. */
