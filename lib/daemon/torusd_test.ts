@@ -53,3 +53,25 @@ Deno.test("Torusd: in cluster mode it waits for an unreachable etcd, logging eac
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("Torusd: --auto-init takes the block size given; an initialized directory keeps its own", async () => {
+  const clock = new ManualClock(1_700_000_000_000);
+  const dataDir = await Deno.makeTempDir({ prefix: "torusd-block-size-" });
+  const logger = { log: () => {} };
+  try {
+    const options = { dataDir, size: { bytes: 64 * 65536 }, autoInit: true, clock, logger };
+    const first = await Torusd.start({ ...options, blockSizeBytes: 65536 });
+    assert.equal(first.volumes.store.blockSizeBytes, 65536);
+    assert.equal((await first.node.globalMetadata()).blockSizeBytes, 65536);
+    await first.close();
+    await assert.rejects(
+      Torusd.start({ ...options, blockSizeBytes: 524288 }),
+      /initialized with blocks of 65536 bytes/,
+    );
+    const again = await Torusd.start(options); // no --block-size: whatever it has
+    assert.equal(again.volumes.store.blockSizeBytes, 65536);
+    await again.close();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
