@@ -895,12 +895,7 @@ export class FileBlockStore implements BlockStore {
     }
     const key = ref.key();
     const existing = this.#entries.get(key);
-    if (!existing && this.#freeCount === 0) {
-      throw new OutOfSpaceError(
-        `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
-      );
-    }
-    const slot = existing ? existing.slot : this.#free[this.#freeCount - 1]!;
+    const slot = existing ? existing.slot : this.#freeSlot(ref);
     let block = data;
     if (data.length !== this.blockSizeBytes) {
       block = this.#block;
@@ -940,31 +935,7 @@ export class FileBlockStore implements BlockStore {
       throw new BlockCorruptError(`Cannot write to ${ref}: it does not match the expected digest`);
     }
     if (data.length === 0) return this.#slotCrcs(entry.slot);
-    const sector = this.#sectorSizeBytes;
-    const first = Math.floor(offsetBytes / sector);
-    const end = Math.ceil((offsetBytes + data.length) / sector);
-    const bytes = this.#block.subarray(0, (end - first) * sector);
-    const base = entry.slot * this.blockSizeBytes;
-    // Merge only with edge sectors that verify: never launder a corrupt sector.
-    if (offsetBytes % sector !== 0) {
-      const head = bytes.subarray(0, sector);
-      this.#data.readAt(base + first * sector, head);
-      this.#verifySector(entry, first, head);
-    }
-    const endBytes = offsetBytes + data.length;
-    if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
-      const tail = bytes.subarray(bytes.length - sector);
-      this.#data.readAt(base + (end - 1) * sector, tail);
-      this.#verifySector(entry, end - 1, tail);
-    }
-    bytes.set(data, offsetBytes - first * sector);
-    this.#data.writeAt(base + first * sector, bytes);
-    this.#wrote(bytes.length);
-    for (let i = first; i < end; i++) {
-      this.#crcs[crcsAt + i] = crc32(
-        bytes.subarray((i - first) * sector, (i - first + 1) * sector),
-      );
-    }
+    this.#patch(entry, entry.slot, offsetBytes, data);
     this.#dirty.add(entry.slot);
     return this.#slotCrcs(entry.slot);
   }
@@ -997,12 +968,7 @@ export class FileBlockStore implements BlockStore {
     }
     const key = ref.key();
     const existing = this.#entries.get(key);
-    if (!existing && this.#freeCount === 0) {
-      throw new OutOfSpaceError(
-        `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
-      );
-    }
-    const slot = existing ? existing.slot : this.#free[this.#freeCount - 1]!;
+    const slot = existing ? existing.slot : this.#freeSlot(ref);
     const sector = this.#sectorSizeBytes;
     // Sectors [first, end) are touched by `data`; the rest are copied as they are.
     const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
@@ -1022,29 +988,8 @@ export class FileBlockStore implements BlockStore {
     };
     copyRange(0, first);
     copyRange(end, sectors);
-    if (end > first) {
-      const bytes = this.#block.subarray(0, (end - first) * sector);
-      // Merge only with edge sectors that verify: never launder a corrupt sector.
-      if (offsetBytes % sector !== 0) {
-        const head = bytes.subarray(0, sector);
-        this.#data.readAt(fromBase + first * sector, head);
-        this.#verifySector(from, first, head);
-      }
-      const endBytes = offsetBytes + data.length;
-      if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
-        const tail = bytes.subarray(bytes.length - sector);
-        this.#data.readAt(fromBase + (end - 1) * sector, tail);
-        this.#verifySector(from, end - 1, tail);
-      }
-      bytes.set(data, offsetBytes - first * sector);
-      this.#data.writeAt(toBase + first * sector, bytes);
-      for (let i = first; i < end; i++) {
-        this.#crcs[toCrcsAt + i] = crc32(
-          bytes.subarray((i - first) * sector, (i - first + 1) * sector),
-        );
-      }
-    }
-    this.#wrote(this.blockSizeBytes);
+    this.#wrote((sectors - (end - first)) * sector);
+    if (end > first) this.#patch(from, slot, offsetBytes, data);
     this.#slotRefs[slot] = ref;
     this.#dirty.add(slot);
     if (!existing) {
@@ -1111,6 +1056,50 @@ export class FileBlockStore implements BlockStore {
     this.#writeDirtyRecords();
     await this.#dataFile.syncData();
     await this.#indexFile.syncData();
+  }
+
+  /**
+   * Writes `data` at `offsetBytes` of slot `toSlot`, merging the partially
+   * covered edge sectors with those of `from` (the same slot, or the block a
+   * copy is made from), and computes the touched sectors' CRCs. Merges only
+   * with edge sectors that verify: never launders a corrupt sector.
+   */
+  #patch(from: Entry, toSlot: number, offsetBytes: number, data: Uint8Array): void {
+    const sector = this.#sectorSizeBytes;
+    const first = Math.floor(offsetBytes / sector);
+    const end = Math.ceil((offsetBytes + data.length) / sector);
+    const bytes = this.#block.subarray(0, (end - first) * sector);
+    const fromBase = from.slot * this.blockSizeBytes;
+    if (offsetBytes % sector !== 0) {
+      const head = bytes.subarray(0, sector);
+      this.#data.readAt(fromBase + first * sector, head);
+      this.#verifySector(from, first, head);
+    }
+    const endBytes = offsetBytes + data.length;
+    if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
+      const tail = bytes.subarray(bytes.length - sector);
+      this.#data.readAt(fromBase + (end - 1) * sector, tail);
+      this.#verifySector(from, end - 1, tail);
+    }
+    bytes.set(data, offsetBytes - first * sector);
+    this.#data.writeAt(toSlot * this.blockSizeBytes + first * sector, bytes);
+    this.#wrote(bytes.length);
+    const crcsAt = toSlot * this.#sectorsPerBlock;
+    for (let i = first; i < end; i++) {
+      this.#crcs[crcsAt + i] = crc32(
+        bytes.subarray((i - first) * sector, (i - first + 1) * sector),
+      );
+    }
+  }
+
+  /** The slot a new block would take (it stays free until the block is stored). */
+  #freeSlot(ref: BlockRef): number {
+    if (this.#freeCount === 0) {
+      throw new OutOfSpaceError(
+        `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
+      );
+    }
+    return this.#free[this.#freeCount - 1]!;
   }
 
   #get(ref: BlockRef, verb: string): Entry {
