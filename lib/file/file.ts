@@ -227,7 +227,7 @@ export class File {
       const pieces = this.#pieces(offsetBytes, data.length);
       // Checked and reserved with no await in between: concurrent writers
       // cannot all pass the check and then take the INode's space together.
-      if (checkSpace && this.#session !== null && this.#lowOnSpace(pieces.length)) return false;
+      if (checkSpace && this.#lowOnSpace(pieces.length)) return false;
       this.#reservedBlocks += pieces.length;
       try {
         await Promise.all(

@@ -76,12 +76,12 @@ export function decodeINode(bytes: Uint8Array): INodeRecord {
   };
 }
 
-/** Reads and writes INodes in a BlockStore. */
 /** Bytes {@linkcode INodeStore.writeINode} stores for `record`, its length prefix included. */
 export function inodeStoredBytes(record: INodeRecord): number {
   return LENGTH_PREFIX_BYTES + encodeINode(record).length;
 }
 
+/** Reads and writes INodes in a BlockStore. */
 export class INodeStore {
   #store: BlockStore;
 

@@ -134,36 +134,19 @@ export class Transmission {
     try {
       return await this.#loop();
     } finally {
+      // Replies held back (see #loop) must leave for the requests in flight to finish.
+      this.#context.writer.uncork();
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     }
   }
 
   async #loop(): Promise<TransmissionEnd> {
-    const { export: exp, structuredReplies, writer } = this.#context;
+    const { reader, writer, export: exp, structuredReplies, log } = this.#context;
     const requestContext = {
       sizeBytes: exp.sizeBytes,
       readOnly: exp.readOnly,
       structuredReplies,
     };
-    try {
-      return await this.#requests(requestContext);
-    } finally {
-      writer.uncork();
-    }
-  }
-
-  /**
-   * Before an await that may wait for the client or for other requests:
-   * replies held back are written first (they may be what frees the wait).
-   */
-  #beforeWait(): void {
-    this.#context.writer.uncork();
-  }
-
-  async #requests(
-    requestContext: { sizeBytes: number; readOnly: boolean; structuredReplies: boolean },
-  ): Promise<TransmissionEnd> {
-    const { reader, writer, log } = this.#context;
     for (;;) {
       // Replies of requests that arrived together leave together: hold them
       // while another request is already buffered, write them before waiting.
@@ -250,6 +233,14 @@ export class Transmission {
         if (slotHeld) this.#slots.release(1);
       }
     }
+  }
+
+  /**
+   * Before an await that may wait for the client or for other requests:
+   * replies held back are written first (they may be what frees the wait).
+   */
+  #beforeWait(): void {
+    this.#context.writer.uncork();
   }
 
   /** Starts serving one request; takes over its slot and `costBytes`. */

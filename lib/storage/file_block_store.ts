@@ -637,15 +637,6 @@ export class FileBlockStore implements BlockStore {
   #freeCount = 0;
   #generation: number;
   #closed = false;
-  /** Counts `bytes` written to the data file; starts writeback every {@linkcode WRITEBACK_KICK_BYTES}. */
-  #wrote(bytes: number): void {
-    this.#unkickedBytes += bytes;
-    if (this.#unkickedBytes >= WRITEBACK_KICK_BYTES) {
-      this.#unkickedBytes = 0;
-      this.#data.startWriteback();
-    }
-  }
-
   /** Flushes in flight, which `close()` waits for. */
   #flushes = new Set<Promise<void>>();
   /**
@@ -1100,6 +1091,15 @@ export class FileBlockStore implements BlockStore {
       );
     }
     return this.#free[this.#freeCount - 1]!;
+  }
+
+  /** Counts `bytes` written to the data file; starts writeback every {@linkcode WRITEBACK_KICK_BYTES}. */
+  #wrote(bytes: number): void {
+    this.#unkickedBytes += bytes;
+    if (this.#unkickedBytes >= WRITEBACK_KICK_BYTES) {
+      this.#unkickedBytes = 0;
+      this.#data.startWriteback();
+    }
   }
 
   #get(ref: BlockRef, verb: string): Entry {

@@ -99,16 +99,7 @@ export class MemoryBlockStore implements BlockStore {
     if (expectDigest !== undefined && blockDigest(stored.crcs) !== expectDigest) {
       throw new BlockCorruptError(`Cannot write to ${ref}: it does not match the expected digest`);
     }
-    const sector = sectorSizeBytes(this.blockSizeBytes);
-    const first = Math.floor(offsetBytes / sector);
-    const end = Math.ceil((offsetBytes + data.length) / sector);
-    // Merge only with edge sectors that verify: never launder a corrupt sector.
-    this.#verify(stored, first * sector, sector);
-    this.#verify(stored, (end - 1) * sector, sector);
-    stored.data.set(data, offsetBytes);
-    for (let i = first; i < end; i++) {
-      stored.crcs[i] = crc32(stored.data.subarray(i * sector, (i + 1) * sector));
-    }
+    this.#patch(stored, offsetBytes, data);
     return stored.crcs.slice();
   }
 
@@ -130,24 +121,11 @@ export class MemoryBlockStore implements BlockStore {
     if (!this.#blocks.has(key) && this.#blocks.size >= this.#numBlocks) {
       throw new OutOfSpaceError(`Cannot write ${ref}: all ${this.#numBlocks} blocks are in use`);
     }
-    if (data.length > 0) {
-      // Merge only with edge sectors that verify: never launder a corrupt sector.
-      const sector = sectorSizeBytes(this.blockSizeBytes);
-      if (offsetBytes % sector !== 0) this.#verify(from, offsetBytes, 1);
-      if ((offsetBytes + data.length) % sector !== 0) {
-        this.#verify(from, offsetBytes + data.length - 1, 1);
-      }
-    }
     // Corrupt sectors are copied with their CRCs, so they stay detectable.
-    const copy: Stored = { ref, data: from.data.slice(), crcs: from.crcs.slice() };
-    copy.data.set(data, offsetBytes);
-    if (data.length > 0) {
-      const sector = sectorSizeBytes(this.blockSizeBytes);
-      const end = Math.ceil((offsetBytes + data.length) / sector);
-      for (let i = Math.floor(offsetBytes / sector); i < end; i++) {
-        copy.crcs[i] = crc32(copy.data.subarray(i * sector, (i + 1) * sector));
-      }
-    }
+    // Patched under the source's name: an edge sector that fails is the source's.
+    const copy: Stored = { ref: source, data: from.data.slice(), crcs: from.crcs.slice() };
+    this.#patch(copy, offsetBytes, data);
+    copy.ref = ref;
     this.#blocks.set(key, copy);
     return copy.crcs.slice();
   }
@@ -175,6 +153,24 @@ export class MemoryBlockStore implements BlockStore {
   corruptForTest(ref: BlockRef, offsetBytes: number): void {
     const stored = this.#get(ref);
     stored.data[offsetBytes] = stored.data[offsetBytes]! ^ 0xff;
+  }
+
+  /**
+   * Writes `data` at `offsetBytes` of `stored` and recomputes the touched
+   * sectors' CRCs. Merges only with edge sectors that verify: never launders
+   * a corrupt sector.
+   */
+  #patch(stored: Stored, offsetBytes: number, data: Uint8Array): void {
+    if (data.length === 0) return;
+    const sector = sectorSizeBytes(this.blockSizeBytes);
+    const first = Math.floor(offsetBytes / sector);
+    const end = Math.ceil((offsetBytes + data.length) / sector);
+    this.#verify(stored, first * sector, sector);
+    this.#verify(stored, (end - 1) * sector, sector);
+    stored.data.set(data, offsetBytes);
+    for (let i = first; i < end; i++) {
+      stored.crcs[i] = crc32(stored.data.subarray(i * sector, (i + 1) * sector));
+    }
   }
 
   #get(ref: BlockRef): Stored {
