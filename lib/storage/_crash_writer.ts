@@ -19,8 +19,16 @@ import { FileBlockStore } from "./file_block_store.ts";
 
 /** Every this many flushed blocks, one is deleted before the flush. */
 export const CRASH_DELETE_EVERY = 7;
-/** Flushed blocks with `n % CRASH_PATCH_EVERY === 1` are patched before the flush. */
+/**
+ * Flushed blocks with `n % CRASH_PATCH_EVERY === 1` are patched in place
+ * before the flush; those with `n % CRASH_PATCH_EVERY === 3` are made patched
+ * by a copy of a temporary block, which the churn deletes, so that the
+ * copies (deltas) are merged into the temporary blocks' slots while the
+ * writer may be killed.
+ */
 export const CRASH_PATCH_EVERY = 4;
+/** Unflushed blocks with `n % CRASH_CHURN_COPY_EVERY === 0` are made patched by a copy. */
+const CRASH_CHURN_COPY_EVERY = 5;
 /** Unflushed blocks with `n % CRASH_CHURN_PATCH_EVERY === 0` are patched. */
 export const CRASH_CHURN_PATCH_EVERY = 3;
 /** The churn flushes every this many blocks, so the kill lands between or inside flushes. */
@@ -33,6 +41,23 @@ const CHURN_LIMIT_MS = 60_000;
 /** The ref of block number `n`. */
 export function crashRef(n: number): BlockRef {
   return new BlockRef(1, BlockType.data, 7, n + 1);
+}
+
+/** The temporary block a patched copy of block `n` is made from. */
+function crashTempRef(n: number): BlockRef {
+  return new BlockRef(1, BlockType.data, 8, n + 1);
+}
+
+/** Whether flushed block `n` is flushed patched. */
+export function crashFlushedPatched(n: number): boolean {
+  return n % CRASH_PATCH_EVERY === 1 || n % CRASH_PATCH_EVERY === 3;
+}
+
+/** Writes block `n` as patched through a copy of a temporary block, left in place. */
+async function copyPatched(store: FileBlockStore, n: number): Promise<void> {
+  const blockSizeBytes = store.blockSizeBytes;
+  await store.writeBlock(crashTempRef(n), crashWritten(n, blockSizeBytes));
+  await store.copyBlock(crashTempRef(n), crashRef(n), ...crashPatch(n, blockSizeBytes));
 }
 
 /** The bytes written for block `n`: a prefix of the block; the rest stays zero. */
@@ -69,7 +94,13 @@ async function main(args: string[]): Promise<void> {
     blockSizeBytes,
     sizeBytes: Number(numText) * blockSizeBytes,
   });
+  const temps: number[] = [];
   for (let n = 0; n < flushed; n++) {
+    if (n % CRASH_PATCH_EVERY === 3) {
+      await copyPatched(store, n);
+      temps.push(n);
+      continue;
+    }
     await store.writeBlock(crashRef(n), crashWritten(n, blockSizeBytes));
     if (n % CRASH_PATCH_EVERY === 1) {
       await store.writeBlockRange(crashRef(n), ...crashPatch(n, blockSizeBytes));
@@ -79,14 +110,24 @@ async function main(args: string[]): Promise<void> {
   await store.flush();
   console.log(`FLUSHED ${flushed}`);
 
-  // Churn until killed: new blocks, patches, deletes of the oldest churned
-  // block when full (so that slots are reused), and a flush now and then.
+  // Churn until killed: new blocks, patches, copies, deletes of the flushed
+  // temporary blocks and of the oldest churned block when full (so that slots
+  // are reused and deltas merged), and a flush now and then.
   const live: number[] = [];
   const deadline = Date.now() + CHURN_LIMIT_MS;
   for (let n = flushed; Date.now() < deadline; n++) {
-    if (store.usedBlocks() >= store.numBlocks()) await store.deleteBlock(crashRef(live.shift()!));
-    await store.writeBlock(crashRef(n), crashWritten(n, blockSizeBytes));
+    const temp = temps.shift();
+    if (temp !== undefined) await store.deleteBlock(crashTempRef(temp));
+    while (store.usedBlocks() >= store.numBlocks() - 1 && live.length > 0) {
+      await store.deleteBlock(crashRef(live.shift()!));
+    }
     live.push(n);
+    if (n % CRASH_CHURN_COPY_EVERY === 0) {
+      await copyPatched(store, n);
+      await store.deleteBlock(crashTempRef(n));
+    } else {
+      await store.writeBlock(crashRef(n), crashWritten(n, blockSizeBytes));
+    }
     if (n % CRASH_CHURN_PATCH_EVERY === 0) {
       await store.writeBlockRange(crashRef(n), ...crashPatch(n, blockSizeBytes));
     }

@@ -13,7 +13,17 @@
  * block/index.blk  [0, 4096)  header, two copies (at 0 and 512)
  *                  then one record of recordSize bytes per slot:
  *                  ref (24) | generation u64 | sector CRC-32 u32 × n | record CRC-32 u32
+ *                  | lender slot + 1 u32 | owned-sector bitmap u32 × ⌈n/32⌉ | extension CRC-32 u32
  * ```
+ *
+ * A copy-on-write of a few sectors makes a *delta*: its slot holds only the
+ * sectors it owns (the bitmap) and it borrows the others from the slot of the
+ * block it was copied from (its lender), whose data then stays put, also
+ * after that block is deleted, until no delta borrows from it. When the last
+ * borrower of a deleted block's slot is alone, `flush()` merges it back: its
+ * own sectors are copied into the lender's slot, which then holds the block
+ * whole, and its own slot is freed. A 4 KiB write into a committed 512 KiB
+ * block so costs a few 4 KiB writes, not a 512 KiB copy.
  *
  * A slot whose record fails its CRC (all zero, torn, garbage) is free. Data
  * is written before its record; `flush()` fdatasyncs the data file, then the
@@ -49,8 +59,21 @@ export const INDEX_FILE_NAME = "index.blk";
 const INDEX_TEMP_FILE_NAME = "index.blk.tmp";
 /** First 8 bytes of the index file. */
 export const INDEX_MAGIC = "TORUSBLK";
-/** Version of the on-disk format this module reads and writes. */
-export const INDEX_FORMAT_VERSION = 1;
+/** Version of the on-disk format this module writes. */
+export const INDEX_FORMAT_VERSION = 2;
+/**
+ * Versions it reads: version 1 had no deltas (its records end with zeros
+ * where version 2 keeps a delta's lender and bitmap); opening such a store
+ * rewrites its header as version 2.
+ */
+const INDEX_FORMAT_VERSIONS_READ = [1, 2];
+/**
+ * A copy-on-write whose new block would own more than this fraction of its
+ * sectors copies the block whole instead of borrowing from its source: a
+ * delta's reads are split across two slots, worth it only when most of the
+ * block is shared.
+ */
+const DELTA_OWNED_FRACTION_MAX = 0.5;
 /** Bytes at the start of the index file reserved for the header; records start here. */
 export const INDEX_HEADER_REGION_BYTES = 4096;
 /**
@@ -77,6 +100,8 @@ const RECORD_REF_OFFSET_BYTES = 0;
 const RECORD_GENERATION_OFFSET_BYTES = BLOCK_REF_SIZE_BYTES;
 /** Offset of the first sector CRC in a record. */
 const RECORD_CRCS_OFFSET_BYTES = RECORD_GENERATION_OFFSET_BYTES + 8;
+/** A lender field of 0 in a record: the block is whole (not a delta). */
+const NO_LENDER = 0;
 /** Bytes of the index file read per step when a store is opened. */
 const INDEX_SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
 /**
@@ -146,10 +171,52 @@ export interface FileBlockStoreOptions {
 
 /** The size of one index record for a block size: a power of two, at least 64 bytes. */
 export function indexRecordSizeBytes(blockSizeBytes: number): number {
-  const needed = recordCrcOffsetBytes(blockSizeBytes) + 4;
+  const needed = recordExtensionCrcOffsetBytes(blockSizeBytes) + 4;
   let size = RECORD_SIZE_BYTES_MIN;
   while (size < needed) size *= 2;
   return size;
+}
+
+/** u32 words of a delta's owned-sector bitmap. */
+function ownedWords(blockSizeBytes: number): number {
+  return Math.ceil(blockSizeBytes / sectorSizeBytes(blockSizeBytes) / 32);
+}
+
+/** Offset of the record extension (lender, bitmap): right after the record CRC. */
+function recordExtensionOffsetBytes(blockSizeBytes: number): number {
+  return recordCrcOffsetBytes(blockSizeBytes) + 4;
+}
+
+/** Offset of the extension CRC: after the lender field and the bitmap. */
+function recordExtensionCrcOffsetBytes(blockSizeBytes: number): number {
+  return recordExtensionOffsetBytes(blockSizeBytes) + 4 + 4 * ownedWords(blockSizeBytes);
+}
+
+/**
+ * Sets a record's CRC for `slot` and, when it is a delta, the extension's
+ * CRC, which continues from the record CRC so that an extension left over
+ * from an older record in the same place never passes.
+ */
+function sealRecord(record: Uint8Array, blockSizeBytes: number, slot: number): void {
+  const view = new DataView(record.buffer, record.byteOffset, record.length);
+  const crcOffset = recordCrcOffsetBytes(blockSizeBytes);
+  const crc = recordCrc(record, crcOffset, slot);
+  view.setUint32(crcOffset, crc, true);
+  const extension = recordExtensionOffsetBytes(blockSizeBytes);
+  const extensionCrc = recordExtensionCrcOffsetBytes(blockSizeBytes);
+  if (view.getUint32(extension, true) === NO_LENDER) return;
+  view.setUint32(extensionCrc, crc32(record.subarray(extension, extensionCrc), crc), true);
+}
+
+/** Whether a record's extension, when it has one, passes its CRC. */
+function extensionValid(record: Uint8Array, blockSizeBytes: number): boolean {
+  const view = new DataView(record.buffer, record.byteOffset, record.length);
+  const extension = recordExtensionOffsetBytes(blockSizeBytes);
+  if (view.getUint32(extension, true) === NO_LENDER) return true;
+  const extensionCrc = recordExtensionCrcOffsetBytes(blockSizeBytes);
+  const crc = view.getUint32(recordCrcOffsetBytes(blockSizeBytes), true);
+  return crc32(record.subarray(extension, extensionCrc), crc) ===
+    view.getUint32(extensionCrc, true);
 }
 
 /**
@@ -527,9 +594,11 @@ function decodeHeader(bytes: Uint8Array, where: string): Header | undefined {
     return undefined;
   }
   const version = view.getUint32(8, true);
-  if (version !== INDEX_FORMAT_VERSION) {
+  if (!INDEX_FORMAT_VERSIONS_READ.includes(version)) {
     throw new TorusError(
-      `Cannot open ${where}: it has format version ${version}; this Torus reads version ${INDEX_FORMAT_VERSION}`,
+      `Cannot open ${where}: it has format version ${version}; this Torus reads versions ${
+        INDEX_FORMAT_VERSIONS_READ.join(" and ")
+      }`,
     );
   }
   return {
@@ -580,6 +649,15 @@ interface Entry {
   slot: number;
 }
 
+/** A delta being merged into its lender's slot by `flush()`. */
+interface Merge {
+  lender: number;
+  borrower: number;
+  ref: BlockRef;
+  /** The borrower's write count when its sectors were copied. */
+  writes: number;
+}
+
 /** Everything {@linkcode FileBlockStore.open} prepares for the constructor. */
 interface OpenState {
   directory: string;
@@ -593,6 +671,10 @@ interface OpenState {
   entries: Map<string, Entry>;
   /** Sector CRCs of every slot (`sectorsPerBlock` per slot), as the index records hold them. */
   crcs: Uint32Array;
+  /** The slot each delta borrows from, -1 for whole blocks. */
+  lenders: Int32Array;
+  /** Owned-sector bitmaps of the deltas. */
+  owned: Uint32Array;
   generation: number;
 }
 
@@ -625,7 +707,6 @@ export class FileBlockStore implements BlockStore {
   #sectorSizeBytes: number;
   #sectorsPerBlock: number;
   #recordSizeBytes: number;
-  #recordCrcOffsetBytes: number;
   #lock: Deno.FsFile;
   #dataFile: Deno.FsFile;
   #indexFile: Deno.FsFile;
@@ -649,6 +730,20 @@ export class FileBlockStore implements BlockStore {
   #slotRefs: (BlockRef | undefined)[];
   /** Slots whose record changed since the last flush; written by `flush()`. */
   #dirty = new Set<number>();
+  /** u32 words of an owned-sector bitmap. */
+  #words: number;
+  /** The slot each delta borrows its unowned sectors from; -1 for whole blocks. */
+  #lenders: Int32Array;
+  /** The owned-sector bitmap of each delta, `#words` per slot. */
+  #owned: Uint32Array;
+  /** The deltas borrowing from each lent slot. A lent slot is never a delta itself. */
+  #borrowers = new Map<number, Set<number>>();
+  /** Deltas stored now. */
+  #deltaCount = 0;
+  /** Lent slots of deleted blocks with a single borrower: `flush()` merges it into them. */
+  #mergeable = new Set<number>();
+  /** Writes to each slot's data, so a merge notices one made while it waited. */
+  #slotWrites: Uint32Array;
   /** Bytes written to the data file since writeback was last started. */
   #unkickedBytes = 0;
   /** Scratch buffers: every operation runs synchronously up to its first await. */
@@ -664,7 +759,6 @@ export class FileBlockStore implements BlockStore {
     this.#sectorSizeBytes = sectorSizeBytes(state.blockSizeBytes);
     this.#sectorsPerBlock = state.blockSizeBytes / this.#sectorSizeBytes;
     this.#recordSizeBytes = indexRecordSizeBytes(state.blockSizeBytes);
-    this.#recordCrcOffsetBytes = recordCrcOffsetBytes(state.blockSizeBytes);
     this.#lock = state.lock;
     this.#dataFile = state.dataFile;
     this.#indexFile = state.indexFile;
@@ -673,8 +767,22 @@ export class FileBlockStore implements BlockStore {
     this.#entries = state.entries;
     this.#generation = state.generation;
     this.#free = new Uint32Array(state.numSlots);
+    this.#words = ownedWords(state.blockSizeBytes);
+    this.#lenders = state.lenders;
+    this.#owned = state.owned;
+    this.#slotWrites = new Uint32Array(state.numSlots);
     const used = new Uint8Array(state.numSlots);
     for (const entry of state.entries.values()) used[entry.slot] = 1;
+    for (let slot = 0; slot < state.numSlots; slot++) {
+      const lender = this.#lenders[slot]!;
+      if (lender < 0) continue;
+      if (!used[slot]) {
+        this.#lenders[slot] = -1; // a record that lost to a newer one
+        continue;
+      }
+      used[lender] = 1;
+      this.#lend(lender, slot);
+    }
     for (let slot = state.numSlots - 1; slot >= 0; slot--) {
       if (!used[slot]) this.#free[this.#freeCount++] = slot;
     }
@@ -685,6 +793,9 @@ export class FileBlockStore implements BlockStore {
     this.#crcs = state.crcs;
     this.#slotRefs = new Array(state.numSlots);
     for (const entry of state.entries.values()) this.#slotRefs[entry.slot] = entry.ref;
+    for (const [lender, borrowers] of this.#borrowers) {
+      if (this.#slotRefs[lender] === undefined && borrowers.size === 1) this.#mergeable.add(lender);
+    }
   }
 
   /**
@@ -780,6 +891,10 @@ export class FileBlockStore implements BlockStore {
       const sectorsPerSlot = blockSizeBytes / wanted.sectorSizeBytes;
       const crcs = new Uint32Array(numSlots * sectorsPerSlot);
       crcs.set(scan.crcs.subarray(0, crcs.length));
+      const lenders = new Int32Array(numSlots).fill(-1);
+      lenders.set(scan.lenders.subarray(0, Math.min(numSlots, scan.lenders.length)));
+      const owned = new Uint32Array(numSlots * ownedWords(blockSizeBytes));
+      owned.set(scan.owned.subarray(0, Math.min(owned.length, scan.owned.length)));
 
       let data: PositionedIo;
       let index: PositionedIo;
@@ -807,6 +922,8 @@ export class FileBlockStore implements BlockStore {
         index,
         entries: scan.entries,
         crcs,
+        lenders,
+        owned,
         generation: scan.generation,
       });
     } catch (error) {
@@ -828,8 +945,14 @@ export class FileBlockStore implements BlockStore {
     return this.#numSlots;
   }
 
+  /** Slots in use: stored blocks, and the slots of deleted blocks that deltas still borrow from. */
   usedBlocks(): number {
-    return this.#entries.size;
+    return this.#numSlots - this.#freeCount;
+  }
+
+  /** Blocks stored as deltas (sharing sectors with the block they were copied from). */
+  deltaBlocks(): number {
+    return this.#deltaCount;
   }
 
   async hasBlock(ref: BlockRef): Promise<boolean> {
@@ -853,7 +976,7 @@ export class FileBlockStore implements BlockStore {
     ) {
       // Whole sectors: read straight into the caller's buffer.
       const first = offsetBytes / sector;
-      this.#data.readAt(entry.slot * this.blockSizeBytes + offsetBytes, into);
+      this.#readSectors(entry.slot, first, into);
       for (let i = 0; i < lengthBytes / sector; i++) {
         this.#verifySector(entry, first + i, into.subarray(i * sector, (i + 1) * sector));
       }
@@ -862,7 +985,7 @@ export class FileBlockStore implements BlockStore {
     const first = Math.min(Math.floor(offsetBytes / sector), this.#sectorsPerBlock - 1);
     const end = Math.max(first + 1, Math.ceil((offsetBytes + lengthBytes) / sector));
     const bytes = new Uint8Array((end - first) * sector);
-    this.#data.readAt(entry.slot * this.blockSizeBytes + first * sector, bytes);
+    this.#readSectors(entry.slot, first, bytes);
     for (let i = first; i < end; i++) {
       this.#verifySector(
         entry,
@@ -884,9 +1007,7 @@ export class FileBlockStore implements BlockStore {
         `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
       );
     }
-    const key = ref.key();
-    const existing = this.#entries.get(key);
-    const slot = existing ? existing.slot : this.#freeSlot(ref);
+    const slot = this.#slotFor(ref);
     let block = data;
     if (data.length !== this.blockSizeBytes) {
       block = this.#block;
@@ -897,16 +1018,12 @@ export class FileBlockStore implements BlockStore {
     const crcsAt = slot * this.#sectorsPerBlock;
     // Data first; the record that vouches for it is written by the next flush.
     this.#data.writeAt(slot * this.blockSizeBytes, block);
-    this.#wrote(block.length);
+    this.#wrote(slot, block.length);
     for (let i = 0; i < this.#sectorsPerBlock; i++) {
       this.#crcs[crcsAt + i] = crc32(block.subarray(i * sector, (i + 1) * sector));
     }
-    this.#slotRefs[slot] = ref;
-    this.#dirty.add(slot);
-    if (!existing) {
-      this.#freeCount--;
-      this.#entries.set(key, { ref, slot });
-    }
+    if (this.#lenders[slot]! >= 0) this.#unlend(slot); // whole now
+    this.#install(ref, slot);
   }
 
   async writeBlockRange(
@@ -926,6 +1043,12 @@ export class FileBlockStore implements BlockStore {
       throw new BlockCorruptError(`Cannot write to ${ref}: it does not match the expected digest`);
     }
     if (data.length === 0) return this.#slotCrcs(entry.slot);
+    if (this.#borrowers.has(entry.slot)) {
+      // Deltas share its sectors: the changed block moves to a slot of its own.
+      const slot = this.#slotFor(ref);
+      this.#copySectors(entry.slot, slot, 0, this.#sectorsPerBlock);
+      this.#install(ref, slot);
+    }
     this.#patch(entry, entry.slot, offsetBytes, data);
     this.#dirty.add(entry.slot);
     return this.#slotCrcs(entry.slot);
@@ -933,10 +1056,13 @@ export class FileBlockStore implements BlockStore {
 
   /**
    * Copy-on-write inside the store: `ref` becomes a copy of `source` with
-   * `data` at `offsetBytes`. The unchanged sectors are copied by the kernel
-   * (`copy_file_range`, no trip through JavaScript) with their CRCs taken from
-   * the source's record, so a sector that was corrupt stays detectably corrupt;
-   * only the sectors `data` touches are checksummed anew.
+   * `data` at `offsetBytes`. When the copy would own few sectors, it is a
+   * delta: only the sectors `data` touches (and those a delta source owned)
+   * are written, and the rest are borrowed from the source's slot. Otherwise
+   * the unchanged sectors are copied by the kernel (`copy_file_range`, no trip
+   * through JavaScript). Either way their CRCs are taken from the source's
+   * record, so a sector that was corrupt stays detectably corrupt; only the
+   * sectors `data` touches are checksummed anew.
    */
   async copyBlock(
     source: BlockRef,
@@ -957,36 +1083,36 @@ export class FileBlockStore implements BlockStore {
     ) {
       throw new BlockCorruptError(`Cannot copy ${source}: it does not match the expected digest`);
     }
-    const key = ref.key();
-    const existing = this.#entries.get(key);
-    const slot = existing ? existing.slot : this.#freeSlot(ref);
+    const slot = this.#slotFor(ref);
+    if (this.#lenders[slot]! >= 0) this.#unlend(slot);
     const sector = this.#sectorSizeBytes;
-    // Sectors [first, end) are touched by `data`; the rest are copied as they are.
+    // Sectors [first, end) are touched by `data`; the rest keep the source's bytes.
     const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
     const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
-    const fromBase = from.slot * this.blockSizeBytes;
-    const toBase = slot * this.blockSizeBytes;
-    const toCrcsAt = slot * sectors;
-    const copyRange = (start: number, stop: number) => {
-      if (stop <= start) return;
-      this.#data.copy(
-        fromBase + start * sector,
-        toBase + start * sector,
-        (stop - start) * sector,
-        this.#block,
-      );
-      this.#crcs.copyWithin(toCrcsAt + start, fromCrcsAt + start, fromCrcsAt + stop);
-    };
-    copyRange(0, first);
-    copyRange(end, sectors);
-    this.#wrote((sectors - (end - first)) * sector);
-    if (end > first) this.#patch(from, slot, offsetBytes, data);
-    this.#slotRefs[slot] = ref;
-    this.#dirty.add(slot);
-    if (!existing) {
-      this.#freeCount--;
-      this.#entries.set(key, { ref, slot });
+    this.#crcs.copyWithin(slot * sectors, fromCrcsAt, fromCrcsAt + sectors);
+    const fromLender = this.#lenders[from.slot]!;
+    let owned = end - first;
+    if (fromLender >= 0) {
+      for (let i = 0; i < sectors; i++) {
+        if ((i < first || i >= end) && this.#owns(from.slot, i)) owned++;
+      }
     }
+    if (owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
+      // A delta: own the touched sectors (and the source's own ones), borrow the rest.
+      const lender = fromLender >= 0 ? fromLender : from.slot;
+      this.#lenders[slot] = lender;
+      this.#lend(lender, slot);
+      if (fromLender >= 0) {
+        const words = this.#words;
+        this.#owned.copyWithin(slot * words, from.slot * words, (from.slot + 1) * words);
+        this.#copyOwned(from.slot, slot, (i) => i < first || i >= end);
+      }
+    } else {
+      this.#copySectors(from.slot, slot, 0, first);
+      this.#copySectors(from.slot, slot, end, sectors);
+    }
+    if (end > first) this.#patch(from, slot, offsetBytes, data);
+    this.#install(ref, slot);
     return this.#slotCrcs(slot);
   }
 
@@ -995,10 +1121,8 @@ export class FileBlockStore implements BlockStore {
     const key = ref.key();
     const entry = this.#entries.get(key);
     if (!entry) return false;
-    this.#slotRefs[entry.slot] = undefined;
-    this.#dirty.add(entry.slot);
     this.#entries.delete(key);
-    this.#free[this.#freeCount++] = entry.slot;
+    this.#release(entry.slot);
     return true;
   }
 
@@ -1010,7 +1134,7 @@ export class FileBlockStore implements BlockStore {
   /** fdatasyncs the data file, then the index file. */
   async flush(): Promise<void> {
     this.#checkOpen("flush");
-    const sync = this.#sync();
+    const sync = this.#flushAndMerge();
     this.#flushes.add(sync);
     try {
       await sync;
@@ -1050,41 +1174,201 @@ export class FileBlockStore implements BlockStore {
   }
 
   /**
+   * A flush that also merges deltas into the lent slots of deleted blocks:
+   * their own sectors are copied into the lender's slot before the data
+   * fdatasync; once that is durable the lender's record names the block
+   * (and is made durable), and only then is the delta's own slot freed. A
+   * crash at any step leaves the block readable from one of the two slots:
+   * the one with the newer record wins at open.
+   */
+  async #flushAndMerge(): Promise<void> {
+    const merges = this.#startMerges();
+    await this.#sync();
+    if (merges.length === 0) return;
+    const merged = this.#finishMerges(merges);
+    if (merged.length === 0) return;
+    this.#writeDirtyRecords();
+    await this.#indexFile.syncData();
+    for (const slot of merged) {
+      this.#dirty.add(slot);
+      this.#free[this.#freeCount++] = slot;
+    }
+  }
+
+  /** Copies the own sectors of each mergeable delta into its lender's slot. */
+  #startMerges(): Merge[] {
+    const merges: Merge[] = [];
+    const sectors = this.#sectorsPerBlock;
+    for (const lender of this.#mergeable) {
+      const [borrower] = this.#borrowers.get(lender)!;
+      const ref = this.#slotRefs[borrower!];
+      assert(borrower !== undefined && ref !== undefined, `lent slot ${lender} has no borrower`);
+      this.#copyOwned(borrower, lender, () => true);
+      this.#crcs.copyWithin(lender * sectors, borrower * sectors, (borrower + 1) * sectors);
+      merges.push({ lender, borrower, ref, writes: this.#slotWrites[borrower]! });
+    }
+    this.#mergeable.clear();
+    return merges;
+  }
+
+  /**
+   * Moves each merged block to its lender's slot, unless it changed since its
+   * sectors were copied (then the lender waits for the next flush). Returns
+   * the slots the blocks left, which stay out of use until the lenders'
+   * records are durable.
+   */
+  #finishMerges(merges: Merge[]): number[] {
+    const left: number[] = [];
+    for (const { lender, borrower, ref, writes } of merges) {
+      const entry = this.#entries.get(ref.key());
+      const borrowers = this.#borrowers.get(lender);
+      if (
+        entry === undefined || entry.slot !== borrower || this.#lenders[borrower] !== lender ||
+        this.#slotWrites[borrower] !== writes || this.#slotRefs[lender] !== undefined ||
+        borrowers?.size !== 1
+      ) {
+        if (borrowers !== undefined) this.#checkMergeable(lender);
+        continue;
+      }
+      this.#borrowers.delete(lender);
+      this.#lenders[borrower] = -1;
+      this.#owned.fill(0, borrower * this.#words, (borrower + 1) * this.#words);
+      this.#deltaCount--;
+      entry.slot = lender;
+      this.#slotRefs[lender] = ref;
+      this.#slotRefs[borrower] = undefined;
+      this.#dirty.add(lender);
+      // Its record keeps naming the block until the lender's is durable.
+      this.#dirty.delete(borrower);
+      left.push(borrower);
+    }
+    return left;
+  }
+
+  /**
    * Writes `data` at `offsetBytes` of slot `toSlot`, merging the partially
    * covered edge sectors with those of `from` (the same slot, or the block a
    * copy is made from), and computes the touched sectors' CRCs. Merges only
-   * with edge sectors that verify: never launders a corrupt sector.
+   * with edge sectors that verify: never launders a corrupt sector. The
+   * touched sectors become `toSlot`'s own when it is a delta.
    */
   #patch(from: Entry, toSlot: number, offsetBytes: number, data: Uint8Array): void {
     const sector = this.#sectorSizeBytes;
     const first = Math.floor(offsetBytes / sector);
     const end = Math.ceil((offsetBytes + data.length) / sector);
     const bytes = this.#block.subarray(0, (end - first) * sector);
-    const fromBase = from.slot * this.blockSizeBytes;
     if (offsetBytes % sector !== 0) {
       const head = bytes.subarray(0, sector);
-      this.#data.readAt(fromBase + first * sector, head);
+      this.#readSectors(from.slot, first, head);
       this.#verifySector(from, first, head);
     }
     const endBytes = offsetBytes + data.length;
     if (endBytes % sector !== 0 && (end - 1 > first || offsetBytes % sector === 0)) {
       const tail = bytes.subarray(bytes.length - sector);
-      this.#data.readAt(fromBase + (end - 1) * sector, tail);
+      this.#readSectors(from.slot, end - 1, tail);
       this.#verifySector(from, end - 1, tail);
     }
     bytes.set(data, offsetBytes - first * sector);
     this.#data.writeAt(toSlot * this.blockSizeBytes + first * sector, bytes);
-    this.#wrote(bytes.length);
+    this.#wrote(toSlot, bytes.length);
     const crcsAt = toSlot * this.#sectorsPerBlock;
     for (let i = first; i < end; i++) {
       this.#crcs[crcsAt + i] = crc32(
         bytes.subarray((i - first) * sector, (i - first + 1) * sector),
       );
     }
+    if (this.#lenders[toSlot]! >= 0) {
+      const at = toSlot * this.#words;
+      for (let i = first; i < end; i++) this.#owned[at + (i >>> 5)]! |= 1 << (i & 31);
+    }
   }
 
-  /** The slot a new block would take (it stays free until the block is stored). */
-  #freeSlot(ref: BlockRef): number {
+  /** Whether delta `slot` holds sector `index` itself. */
+  #owns(slot: number, index: number): boolean {
+    return ((this.#owned[slot * this.#words + (index >>> 5)]! >>> (index & 31)) & 1) === 1;
+  }
+
+  /** The slot whose data holds sector `index` of the block in `slot`. */
+  #location(slot: number, index: number): number {
+    const lender = this.#lenders[slot]!;
+    return lender < 0 || this.#owns(slot, index) ? slot : lender;
+  }
+
+  /** Fills `target` (whole sectors) with sectors from `first` of the block in `slot`. */
+  #readSectors(slot: number, first: number, target: Uint8Array): void {
+    const block = this.blockSizeBytes;
+    if (this.#lenders[slot]! < 0) {
+      this.#data.readAt(slot * block + first * this.#sectorSizeBytes, target);
+      return;
+    }
+    const sector = this.#sectorSizeBytes;
+    const count = target.length / sector;
+    for (let i = 0; i < count;) {
+      const from = this.#location(slot, first + i);
+      let j = i + 1;
+      while (j < count && this.#location(slot, first + j) === from) j++;
+      this.#data.readAt(
+        from * block + (first + i) * sector,
+        target.subarray(i * sector, j * sector),
+      );
+      i = j;
+    }
+  }
+
+  /** Copies sectors [start, stop) of the block in `fromSlot` to `toSlot`, CRCs included. */
+  #copySectors(fromSlot: number, toSlot: number, start: number, stop: number): void {
+    this.#copyRuns(start, stop, (i) => this.#location(fromSlot, i), toSlot);
+    const sectors = this.#sectorsPerBlock;
+    this.#crcs.copyWithin(
+      toSlot * sectors + start,
+      fromSlot * sectors + start,
+      fromSlot * sectors + stop,
+    );
+  }
+
+  /** Copies the data of the sectors delta `fromSlot` owns and `wanted` accepts to `toSlot`. */
+  #copyOwned(fromSlot: number, toSlot: number, wanted: (index: number) => boolean): void {
+    this.#copyRuns(
+      0,
+      this.#sectorsPerBlock,
+      (i) => this.#owns(fromSlot, i) && wanted(i) ? fromSlot : -1,
+      toSlot,
+    );
+  }
+
+  /**
+   * Copies sector data of [start, stop) to the same sectors of `toSlot`, from
+   * the slot `source(i)` names (-1: skip), a run of neighbours at a time.
+   */
+  #copyRuns(start: number, stop: number, source: (index: number) => number, toSlot: number): void {
+    const block = this.blockSizeBytes;
+    const sector = this.#sectorSizeBytes;
+    for (let i = start; i < stop;) {
+      const from = source(i);
+      let j = i + 1;
+      while (j < stop && source(j) === from) j++;
+      if (from >= 0) {
+        this.#data.copy(
+          from * block + i * sector,
+          toSlot * block + i * sector,
+          (j - i) * sector,
+          this.#block,
+        );
+        this.#wrote(toSlot, (j - i) * sector);
+      }
+      i = j;
+    }
+  }
+
+  /**
+   * The slot to write `ref` into: its own, unless deltas borrow from it (its
+   * bytes must then stay as they are), or a free one.
+   *
+   * @throws {OutOfSpaceError} when a free slot is needed and there is none.
+   */
+  #slotFor(ref: BlockRef): number {
+    const existing = this.#entries.get(ref.key());
+    if (existing !== undefined && !this.#borrowers.has(existing.slot)) return existing.slot;
     if (this.#freeCount === 0) {
       throw new OutOfSpaceError(
         `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
@@ -1093,8 +1377,83 @@ export class FileBlockStore implements BlockStore {
     return this.#free[this.#freeCount - 1]!;
   }
 
-  /** Counts `bytes` written to the data file; starts writeback every {@linkcode WRITEBACK_KICK_BYTES}. */
-  #wrote(bytes: number): void {
+  /** Records `ref` as stored in `slot` (from {@linkcode #slotFor}), releasing a slot it leaves. */
+  #install(ref: BlockRef, slot: number): void {
+    const key = ref.key();
+    const existing = this.#entries.get(key);
+    if (existing === undefined || existing.slot !== slot) {
+      this.#takeFree(slot);
+      if (existing === undefined) {
+        this.#entries.set(key, { ref, slot });
+      } else {
+        const left = existing.slot;
+        existing.slot = slot;
+        this.#release(left);
+      }
+    }
+    this.#slotRefs[slot] = ref;
+    this.#dirty.add(slot);
+  }
+
+  /** Takes `slot` off the free stack (it is on top unless slots were freed meanwhile). */
+  #takeFree(slot: number): void {
+    let at = this.#freeCount - 1;
+    while (at >= 0 && this.#free[at] !== slot) at--;
+    assert(at >= 0, `slot ${slot} is not free`);
+    this.#free.copyWithin(at, at + 1, this.#freeCount);
+    this.#freeCount--;
+  }
+
+  /** `slot` no longer holds a block: free it, or keep its bytes for the deltas borrowing them. */
+  #release(slot: number): void {
+    this.#slotRefs[slot] = undefined;
+    this.#dirty.add(slot);
+    if (this.#lenders[slot]! >= 0) this.#unlend(slot);
+    if (this.#borrowers.has(slot)) this.#checkMergeable(slot);
+    else this.#free[this.#freeCount++] = slot;
+  }
+
+  /** Makes `slot` a borrower of `lender` (its lender field is already set). */
+  #lend(lender: number, slot: number): void {
+    let borrowers = this.#borrowers.get(lender);
+    if (borrowers === undefined) this.#borrowers.set(lender, borrowers = new Set());
+    borrowers.add(slot);
+    this.#deltaCount++;
+    if (borrowers.size > 1) this.#mergeable.delete(lender);
+  }
+
+  /** Ends delta `slot`'s borrowing: a deleted lender nobody borrows from any more is freed. */
+  #unlend(slot: number): void {
+    const lender = this.#lenders[slot]!;
+    this.#lenders[slot] = -1;
+    this.#owned.fill(0, slot * this.#words, (slot + 1) * this.#words);
+    this.#deltaCount--;
+    const borrowers = this.#borrowers.get(lender)!;
+    borrowers.delete(slot);
+    if (borrowers.size > 0) {
+      this.#checkMergeable(lender);
+      return;
+    }
+    this.#borrowers.delete(lender);
+    this.#mergeable.delete(lender);
+    if (this.#slotRefs[lender] === undefined) this.#free[this.#freeCount++] = lender;
+  }
+
+  /** A lent slot whose block was deleted and that one delta borrows from can take that delta in. */
+  #checkMergeable(lender: number): void {
+    if (this.#slotRefs[lender] === undefined && this.#borrowers.get(lender)?.size === 1) {
+      this.#mergeable.add(lender);
+    } else {
+      this.#mergeable.delete(lender);
+    }
+  }
+
+  /**
+   * Counts `bytes` written to `slot`'s data; starts writeback every
+   * {@linkcode WRITEBACK_KICK_BYTES}.
+   */
+  #wrote(slot: number, bytes: number): void {
+    this.#slotWrites[slot]!++;
     this.#unkickedBytes += bytes;
     if (this.#unkickedBytes >= WRITEBACK_KICK_BYTES) {
       this.#unkickedBytes = 0;
@@ -1116,6 +1475,7 @@ export class FileBlockStore implements BlockStore {
   #writeDirtyRecords(): void {
     const record = this.#record;
     const view = this.#recordView;
+    const extension = recordExtensionOffsetBytes(this.blockSizeBytes);
     for (const slot of this.#dirty) {
       const ref = this.#slotRefs[slot];
       if (ref === undefined) {
@@ -1128,11 +1488,14 @@ export class FileBlockStore implements BlockStore {
           view.setUint32(RECORD_CRCS_OFFSET_BYTES + 4 * i, this.#crcs[crcsAt + i]!, true);
         }
         writeU64(view, RECORD_GENERATION_OFFSET_BYTES, this.#generation++);
-        view.setUint32(
-          this.#recordCrcOffsetBytes,
-          recordCrc(record, this.#recordCrcOffsetBytes, slot),
-          true,
-        );
+        const lender = this.#lenders[slot]!;
+        if (lender >= 0) {
+          view.setUint32(extension, lender + 1, true);
+          for (let w = 0; w < this.#words; w++) {
+            view.setUint32(extension + 4 + 4 * w, this.#owned[slot * this.#words + w]!, true);
+          }
+        }
+        sealRecord(record, this.blockSizeBytes, slot);
         this.#index.writeAt(this.#recordOffset(slot), record);
       }
       this.#dirty.delete(slot);
@@ -1279,6 +1642,10 @@ interface Scan {
   entries: Map<string, Entry>;
   /** Sector CRCs of every slot, from the records (`sectorsPerBlock` per slot). */
   crcs: Uint32Array;
+  /** Deltas: the slot each slot borrows from, or -1. */
+  lenders: Int32Array;
+  /** Deltas: their owned-sector bitmaps, `ownedWords` per slot. */
+  owned: Uint32Array;
   /** The next generation to write: one more than the highest seen. */
   generation: number;
 }
@@ -1297,6 +1664,10 @@ async function scanIndex(layout: Layout): Promise<Scan> {
   const entries = new Map<string, Entry>();
   const sectors = header.blockSizeBytes / header.sectorSizeBytes;
   const crcs = new Uint32Array(header.numSlots * sectors);
+  const words = ownedWords(header.blockSizeBytes);
+  const lenders = new Int32Array(header.numSlots).fill(-1);
+  const owned = new Uint32Array(header.numSlots * words);
+  const extension = recordExtensionOffsetBytes(header.blockSizeBytes);
   const generations = new Map<string, number>();
   const losers: number[] = [];
   let maxGeneration = 0;
@@ -1313,8 +1684,12 @@ async function scanIndex(layout: Layout): Promise<Scan> {
       const high = view.getUint32(at + RECORD_GENERATION_OFFSET_BYTES + 4, true);
       if (low === 0 && high === 0) continue; // generation 0: a free record
       const slot = firstSlot + i;
-      const crc = recordCrc(bytes.subarray(at, at + recordSize), crcOffset, slot);
+      const record = bytes.subarray(at, at + recordSize);
+      const crc = recordCrc(record, crcOffset, slot);
       if (crc !== view.getUint32(at + crcOffset, true)) continue; // torn or damaged: free
+      if (!extensionValid(record, header.blockSizeBytes)) continue; // torn: free
+      const lender = view.getUint32(at + extension, true) - 1;
+      if (lender >= header.numSlots || lender === slot) continue; // cannot be: free
       let ref: BlockRef;
       let generation: number;
       try {
@@ -1332,11 +1707,16 @@ async function scanIndex(layout: Layout): Promise<Scan> {
           continue;
         }
         losers.push(other.slot);
+        lenders[other.slot] = -1;
       }
       entries.set(key, { ref, slot });
       generations.set(key, generation);
       for (let j = 0; j < sectors; j++) {
         crcs[slot * sectors + j] = view.getUint32(at + RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
+      }
+      lenders[slot] = lender;
+      for (let w = 0; w < words && lender >= 0; w++) {
+        owned[slot * words + w] = view.getUint32(at + extension + 4 + 4 * w, true);
       }
     }
   }
@@ -1347,7 +1727,7 @@ async function scanIndex(layout: Layout): Promise<Scan> {
     }
     await indexFile.syncData();
   }
-  return { entries, crcs, generation: maxGeneration + 1 };
+  return { entries, crcs, lenders, owned, generation: maxGeneration + 1 };
 }
 
 /**
@@ -1389,6 +1769,18 @@ async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<num
   const recordSize = header.recordSizeBytes;
   const used = new Uint8Array(header.numSlots);
   for (const entry of entries.values()) used[entry.slot] = 1;
+  const lentBeyond = new Set<number>();
+  for (const lender of scan.lenders) {
+    if (lender < 0) continue;
+    used[lender] = 1;
+    if (lender >= numSlots) lentBeyond.add(lender);
+  }
+  if (lentBeyond.size > 0) {
+    // Moving a lent slot would mean rewriting its borrowers' records in place.
+    throw new TorusError(
+      `Cannot open block store in ${directory} with room for ${numSlots} blocks: ${lentBeyond.size} blocks beyond that share sectors with copies of them (open it at its size and let garbage collection run first, or use a larger size)`,
+    );
+  }
   const movers = [...entries.values()].filter((entry) => entry.slot >= numSlots);
   const targets: number[] = [];
   for (let slot = 0; slot < numSlots && targets.length < movers.length; slot++) {
@@ -1396,6 +1788,7 @@ async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<num
   }
   let generation = scan.generation;
   if (movers.length > 0) {
+    const words = ownedWords(blockSize);
     const block = new Uint8Array(blockSize);
     for (const [i, entry] of movers.entries()) {
       readFully(dataFile, entry.slot * blockSize, block, dataPath);
@@ -1404,15 +1797,17 @@ async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<num
     await dataFile.syncData();
     const record = new Uint8Array(recordSize);
     const view = new DataView(record.buffer);
-    const crcOffset = recordCrcOffsetBytes(blockSize);
     for (const [i, entry] of movers.entries()) {
       const target = targets[i]!;
       readFully(indexFile, INDEX_HEADER_REGION_BYTES + entry.slot * recordSize, record, indexPath);
       writeU64(view, RECORD_GENERATION_OFFSET_BYTES, generation++);
-      view.setUint32(crcOffset, recordCrc(record, crcOffset, target), true);
+      sealRecord(record, blockSize, target);
       writeFully(indexFile, INDEX_HEADER_REGION_BYTES + target * recordSize, record, indexPath);
       const sectors = blockSize / header.sectorSizeBytes;
       scan.crcs.copyWithin(target * sectors, entry.slot * sectors, (entry.slot + 1) * sectors);
+      scan.lenders[target] = scan.lenders[entry.slot]!;
+      scan.lenders[entry.slot] = -1;
+      scan.owned.copyWithin(target * words, entry.slot * words, (entry.slot + 1) * words);
       entry.slot = target;
     }
     await indexFile.syncData();

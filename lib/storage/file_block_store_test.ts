@@ -7,7 +7,12 @@ import { Prng } from "../prng.ts";
 import { testBlockStore } from "./_block_store_conformance.ts";
 import type { BlockStore } from "./block_store.ts";
 import { MemoryBlockStore } from "./memory_block_store.ts";
-import { CRASH_DELETE_EVERY, CRASH_PATCH_EVERY, crashExpected, crashRef } from "./_crash_writer.ts";
+import {
+  CRASH_DELETE_EVERY,
+  crashExpected,
+  crashFlushedPatched,
+  crashRef,
+} from "./_crash_writer.ts";
 import {
   DATA_FILE_NAME,
   FileBlockStore,
@@ -517,7 +522,7 @@ Deno.test("FileBlockStore: flushed blocks survive kill -9 and nothing reads as w
         continue;
       }
       const [written, patched] = crashExpected(n, blockSizeBytes);
-      const want = n % CRASH_PATCH_EVERY === 1 ? patched : written;
+      const want = crashFlushedPatched(n) ? patched : written;
       const { data, sectorCrcs: crcs } = await store.readBlock(crashRef(n));
       assertNode.deepEqual(data, want, `flushed block ${n}`);
       assertNode.deepEqual(crcs, sectorCrcs(want, blockSizeBytes));
@@ -557,3 +562,336 @@ Deno.test("FileBlockStore: flushed blocks survive kill -9 and nothing reads as w
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
+
+// ---------------------------------------------------------------------------
+// Deltas: copy-on-write that borrows the unchanged sectors
+
+/** Four sectors per block (BLOCK is 16 KiB): one patched sector is a delta. */
+const SECTOR = 4096;
+
+function filled(seed: number, length = BLOCK): Uint8Array {
+  return new Prng(seed).fill(new Uint8Array(length));
+}
+
+function patched(base: Uint8Array, offset: number, data: Uint8Array): Uint8Array {
+  const copy = base.slice();
+  copy.set(data, offset);
+  return copy;
+}
+
+async function assertBlock(store: BlockStore, target: BlockRef, want: Uint8Array): Promise<void> {
+  assertNode.deepEqual((await store.readBlock(target)).data, want, `${target}`);
+  // Sector by sector too, through the caller's-buffer path.
+  for (let at = 0; at < BLOCK; at += SECTOR) {
+    const into = new Uint8Array(SECTOR);
+    await store.readBlock(target, { offsetBytes: at, lengthBytes: SECTOR }, undefined, into);
+    assertNode.deepEqual(into, want.subarray(at, at + SECTOR), `${target} at ${at}`);
+  }
+}
+
+Deno.test("FileBlockStore: a copy that changes one sector stores only that sector and borrows the rest", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 4);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    const change = filled(2, 100);
+    await store.copyBlock(ref(1), ref(2), SECTOR + 7, change);
+    assertNode.equal(store.deltaBlocks(), 1);
+    assertNode.equal(store.usedBlocks(), 2);
+    await assertBlock(store, ref(2), patched(base, SECTOR + 7, change));
+    await assertBlock(store, ref(1), base);
+    await store.flush();
+    // The copy's slot holds its one sector; the others were never written (still zero).
+    const slot = await slotOf(directory, BLOCK, ref(2));
+    const data = await Deno.readFile(`${directory}/${DATA_FILE_NAME}`);
+    const own = data.subarray(slot * BLOCK, (slot + 1) * BLOCK);
+    assertNode.ok(own.subarray(0, SECTOR).every((byte) => byte === 0));
+    assertNode.ok(own.subarray(2 * SECTOR).every((byte) => byte === 0));
+    assertNode.deepEqual(
+      own.subarray(SECTOR, 2 * SECTOR),
+      patched(base, SECTOR + 7, change).subarray(SECTOR, 2 * SECTOR),
+    );
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a copy that changes most sectors is a whole block", async () => {
+  const store = await openTemp(BLOCK, 4);
+  const base = filled(1);
+  await store.writeBlock(ref(1), base);
+  const change = filled(2, 3 * SECTOR - 10);
+  await store.copyBlock(ref(1), ref(2), 5, change);
+  assertNode.equal(store.deltaBlocks(), 0);
+  await store.deleteBlock(ref(1));
+  assertNode.equal(store.usedBlocks(), 1);
+  await assertBlock(store, ref(2), patched(base, 5, change));
+  await store.close();
+});
+
+Deno.test("FileBlockStore: a deleted block's slot stays while a delta borrows it; flush merges the delta into it", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    await store.flush();
+    const lent = await slotOf(directory, BLOCK, ref(1));
+    const change = filled(3, SECTOR);
+    await store.copyBlock(ref(1), ref(2), 2 * SECTOR, change);
+    const want = patched(base, 2 * SECTOR, change);
+    assertNode.equal(await store.deleteBlock(ref(1)), true);
+    assertNode.equal(await store.hasBlock(ref(1)), false);
+    assertNode.deepEqual(store.blockRefs(), [ref(2)]);
+    assertNode.equal(store.usedBlocks(), 2, "the deleted block's sectors are still borrowed");
+    await assertBlock(store, ref(2), want);
+
+    await store.flush();
+    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.equal(store.deltaBlocks(), 0);
+    await assertBlock(store, ref(2), want);
+    await store.flush(); // writes the zero record of the slot the delta left
+    assertNode.equal(await slotOf(directory, BLOCK, ref(2)), lent, "merged into the lent slot");
+    await store.close();
+
+    store = await open(directory, 4);
+    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.equal(store.deltaBlocks(), 0);
+    await assertBlock(store, ref(2), want);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: reopen keeps deltas and the slots they borrow from, then merges", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    const change = filled(4, 10);
+    await store.copyBlock(ref(1), ref(2), 3 * SECTOR + 1, change);
+    const want = patched(base, 3 * SECTOR + 1, change);
+    await store.flush();
+    await store.deleteBlock(ref(1));
+    await store.close(); // close flushes without merging
+
+    store = await open(directory, 4);
+    assertNode.equal(store.usedBlocks(), 2);
+    assertNode.equal(store.deltaBlocks(), 1);
+    assertNode.deepEqual(store.blockRefs(), [ref(2)]);
+    await assertBlock(store, ref(2), want);
+    await store.flush();
+    assertNode.equal(store.usedBlocks(), 1);
+    await assertBlock(store, ref(2), want);
+    await store.close();
+
+    store = await open(directory, 4);
+    assertNode.equal(store.deltaBlocks(), 0);
+    await assertBlock(store, ref(2), want);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a delta of a delta borrows from the first block; deleting both merges the last", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 6);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    const first = filled(5, 20);
+    await store.copyBlock(ref(1), ref(2), 10, first);
+    const second = filled(6, 20);
+    await store.copyBlock(ref(2), ref(3), 3 * SECTOR, second);
+    const want2 = patched(base, 10, first);
+    const want3 = patched(want2, 3 * SECTOR, second);
+    assertNode.equal(store.deltaBlocks(), 2);
+    await store.deleteBlock(ref(1));
+    await store.flush();
+    assertNode.equal(store.usedBlocks(), 3, "two deltas borrow: no merge");
+    await assertBlock(store, ref(2), want2);
+    await assertBlock(store, ref(3), want3);
+    await store.deleteBlock(ref(2));
+    await store.flush();
+    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.equal(store.deltaBlocks(), 0);
+    await assertBlock(store, ref(3), want3);
+    await store.close();
+    store = await open(directory, 6);
+    await assertBlock(store, ref(3), want3);
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: writing a block that deltas borrow from moves it; the deltas keep its old bytes", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 6);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    const change = filled(7, 30);
+    await store.copyBlock(ref(1), ref(2), 0, change);
+    const want2 = patched(base, 0, change);
+    const range = filled(8, 50);
+    await store.writeBlockRange(ref(1), SECTOR + 3, range);
+    await assertBlock(store, ref(1), patched(base, SECTOR + 3, range));
+    await assertBlock(store, ref(2), want2);
+    assertNode.equal(store.usedBlocks(), 3, "old bytes of ref 1 kept for the delta");
+    const whole = filled(9);
+    await store.writeBlock(ref(1), whole);
+    await assertBlock(store, ref(1), whole);
+    await assertBlock(store, ref(2), want2);
+    await store.flush(); // the old slot is merged into
+    assertNode.equal(store.usedBlocks(), 2);
+    await store.close();
+    store = await open(directory, 6);
+    await assertBlock(store, ref(1), whole);
+    await assertBlock(store, ref(2), want2);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a corrupt borrowed sector reads as BlockCorruptError through the delta", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 4);
+    await store.writeBlock(ref(1), filled(1));
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 8));
+    await store.flush();
+    const lender = await slotOf(directory, BLOCK, ref(1));
+    await patchFile(`${directory}/${DATA_FILE_NAME}`, lender * BLOCK + 2 * SECTOR + 9, 1, (b) => {
+      b[0] = b[0]! ^ 0x40;
+    });
+    await assertNode.rejects(
+      store.readBlock(ref(2), { offsetBytes: 2 * SECTOR, lengthBytes: 100 }),
+      BlockCorruptError,
+    );
+    await assertNode.rejects(
+      store.copyBlock(ref(2), ref(3), 2 * SECTOR + 1, filled(3, 4)),
+      BlockCorruptError,
+    );
+    assertNode.equal(
+      (await store.readBlock(ref(2), { offsetBytes: 0, lengthBytes: 8 })).data.length,
+      8,
+    );
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a delta record with a torn extension frees its slot only", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 8));
+    await store.close();
+    const slot = await slotOf(directory, BLOCK, ref(2));
+    const recordSize = indexRecordSizeBytes(BLOCK);
+    // The bitmap word, after the record CRC and the lender field.
+    const bitmap = INDEX_HEADER_REGION_BYTES + slot * recordSize + recordSize - 8;
+    await patchFile(`${directory}/${INDEX_FILE_NAME}`, bitmap, 1, (b) => {
+      b[0] = b[0]! ^ 0x02;
+    });
+    store = await open(directory, 4);
+    await assertNode.rejects(store.readBlock(ref(2)), BlockNotFoundError);
+    await assertBlock(store, ref(1), base);
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: shrinking is refused while a lent slot lies beyond the new size", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 8);
+    for (let i = 1; i <= 6; i++) await store.writeBlock(ref(i), filled(i));
+    await store.copyBlock(ref(6), ref(7), 0, filled(70, 8));
+    for (let i = 1; i <= 5; i++) await store.deleteBlock(ref(i));
+    await store.close();
+    const lent = await slotOf(directory, BLOCK, ref(6));
+    assertNode.ok(lent >= 3, `ref 6 is in slot ${lent}`);
+    await assertNode.rejects(
+      open(directory, 3),
+      (error) => error instanceof TorusError && /share sectors/.test(error.message),
+    );
+    store = await open(directory, 8);
+    await assertBlock(store, ref(7), patched(filled(6), 0, filled(70, 8)));
+    await store.deleteBlock(ref(6));
+    await store.flush(); // merges ref 7 into ref 6's slot
+    await store.close();
+    store = await open(directory, 3);
+    await assertBlock(store, ref(7), patched(filled(6), 0, filled(70, 8)));
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a version 1 store opens, keeps its blocks and becomes version 2", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    await store.writeBlock(ref(1), filled(1));
+    await store.close();
+    const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+    for (const offset of [0, 512]) {
+      await patchFile(indexPath, offset, 36, (header) => {
+        const view = new DataView(header.buffer);
+        assertNode.equal(view.getUint32(8, true), 2);
+        view.setUint32(8, 1, true);
+        view.setUint32(32, crc32(header.subarray(0, 32)), true);
+      });
+    }
+    store = await open(directory, 4);
+    await assertBlock(store, ref(1), filled(1));
+    await store.close();
+    const header = await Deno.readFile(indexPath);
+    assertNode.equal(new DataView(header.buffer).getUint32(8, true), 2);
+    assertNode.equal(new DataView(header.buffer).getUint32(512 + 8, true), 2);
+  });
+});
+
+Deno.test("FileBlockStore: random copies, writes, deletes and flushes match MemoryBlockStore across reopens", async () => {
+  await withTempDir(async (directory) => {
+    const prng = new Prng(0xde17a);
+    const refs = 10;
+    // Every live delta keeps at most one more slot in use.
+    const numBlocks = 2 * refs + 2;
+    const memory = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks });
+    let file = await open(directory, numBlocks);
+    const run = async (store: BlockStore, op: (s: BlockStore) => Promise<unknown>) => {
+      try {
+        return { value: await op(store), error: undefined };
+      } catch (error) {
+        return { value: undefined, error: (error as Error).constructor.name };
+      }
+    };
+    const same = async (what: string, op: (s: BlockStore) => Promise<unknown>) => {
+      assertNode.deepEqual(await run(file, op), await run(memory, op), what);
+    };
+    for (let step = 0; step < 2000; step++) {
+      const target = ref(prng.nextInt(refs));
+      const choice = prng.nextInt(20);
+      const offset = prng.nextInt(BLOCK);
+      const data = filled(step, prng.nextInt(Math.min(2 * SECTOR, BLOCK - offset) + 1));
+      if (choice < 2) {
+        await same(`write ${step}`, (s) => s.writeBlock(target, filled(step, BLOCK)));
+      } else if (choice < 9) {
+        const source = ref(prng.nextInt(refs));
+        await same(`copy ${step}`, (s) => s.copyBlock(source, target, offset, data));
+      } else if (choice < 12) {
+        await same(`patch ${step}`, (s) => s.writeBlockRange(target, offset, data));
+      } else if (choice < 15) {
+        await same(`delete ${step}`, (s) => s.deleteBlock(target));
+      } else if (choice < 17) {
+        await file.flush();
+      } else {
+        await same(`read ${step}`, (s) => s.readBlock(target));
+      }
+      if (step % 400 === 399) {
+        await file.close();
+        file = await open(directory, numBlocks);
+      }
+      assertNode.ok(file.usedBlocks() >= memory.usedBlocks());
+      assertNode.ok(file.usedBlocks() <= memory.usedBlocks() + file.deltaBlocks());
+    }
+    await file.flush();
+    for (const r of memory.blockRefs()) await same(`final ${r}`, (s) => s.readBlock(r));
+    assertNode.deepEqual(
+      file.blockRefs().map(String).sort(),
+      memory.blockRefs().map(String).sort(),
+    );
+    await file.close();
+    await memory.close();
+  });
+});
