@@ -30,6 +30,10 @@ export function renderMetrics(sources: StatusSources): string {
   gauge("torus_storage_blocks", "Blocks stored.", sources.store.usedBlocks(), storage);
   gauge("torus_storage_blocks_total", "Block capacity.", sources.store.numBlocks(), storage);
   gauge("torus_storage_block_bytes", "Size of a block.", sources.store.blockSizeBytes, storage);
+  const deltas = sources.store.deltaBlocks?.();
+  if (deltas !== undefined) {
+    gauge("torus_storage_delta_blocks", "Blocks stored as deltas of another.", deltas, storage);
+  }
   lines.push(
     "# HELP torus_blockset_crc_failed_blocks Blocks that failed their checksum.",
     "# TYPE torus_blockset_crc_failed_blocks counter",

@@ -46,8 +46,13 @@ export interface BlockStore {
   readonly blockSizeBytes: number;
   /** Capacity, in blocks. */
   numBlocks(): number;
-  /** Blocks stored. */
+  /** Blocks in use: those stored, and any space the store keeps for them. */
   usedBlocks(): number;
+  /**
+   * Blocks stored as deltas that share sectors with another block's space,
+   * for stores that make them (the file store); absent elsewhere.
+   */
+  deltaBlocks?(): number;
   /** Whether a block is stored. */
   hasBlock(ref: BlockRef): Promise<boolean>;
   /**

@@ -931,6 +931,9 @@ export class FileBlockStore implements BlockStore {
         if (resource instanceof Deno.FsFile) resource.close();
         else resource.release();
       }
+      // Released explicitly, not left to the descriptor's close: a caller
+      // that retries at once must find the store free.
+      await lock.unlock().catch(() => {});
       lock.close();
       throw error;
     }

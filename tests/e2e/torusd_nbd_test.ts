@@ -35,6 +35,7 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       const metrics = await (await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).text();
       assert.match(metrics, /torus_storage_blocks\{storage="current"\} [1-9]\d*/);
       assert.match(metrics, /torus_storage_blocks_total\{storage="current"\} 512/);
+      assert.match(metrics, /torus_storage_delta_blocks\{storage="current"\} \d+/);
       assert.match(metrics, /torus_nbd_connections 0/);
       const health = await fetch(`http://127.0.0.1:${daemon.httpPort}/healthz`);
       assert.equal(health.status, 200);
