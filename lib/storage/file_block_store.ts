@@ -776,10 +776,7 @@ export class FileBlockStore implements BlockStore {
     for (let slot = 0; slot < state.numSlots; slot++) {
       const lender = this.#lenders[slot]!;
       if (lender < 0) continue;
-      if (!used[slot]) {
-        this.#lenders[slot] = -1; // a record that lost to a newer one
-        continue;
-      }
+      assert(used[slot] === 1, `slot ${slot} has a lender but no block`);
       used[lender] = 1;
       this.#lend(lender, slot);
     }
@@ -1088,6 +1085,21 @@ export class FileBlockStore implements BlockStore {
     }
     const slot = this.#slotFor(ref);
     if (this.#lenders[slot]! >= 0) this.#unlend(slot);
+    try {
+      this.#copyInto(from, slot, offsetBytes, data);
+    } catch (error) {
+      // A free slot taken for the copy goes back as it was: not a delta.
+      if (this.#slotRefs[slot] === undefined && this.#lenders[slot]! >= 0) this.#unlend(slot);
+      throw error;
+    }
+    this.#install(ref, slot);
+    return this.#slotCrcs(slot);
+  }
+
+  /** The bytes and bookkeeping of {@linkcode copyBlock}: `slot` becomes `from` patched with `data`. */
+  #copyInto(from: Entry, slot: number, offsetBytes: number, data: Uint8Array): void {
+    const sectors = this.#sectorsPerBlock;
+    const fromCrcsAt = from.slot * sectors;
     const sector = this.#sectorSizeBytes;
     // Sectors [first, end) are touched by `data`; the rest keep the source's bytes.
     const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
@@ -1111,12 +1123,11 @@ export class FileBlockStore implements BlockStore {
         this.#copyOwned(from.slot, slot, (i) => i < first || i >= end);
       }
     } else {
-      this.#copySectors(from.slot, slot, 0, first);
-      this.#copySectors(from.slot, slot, end, sectors);
+      // The CRCs are copied already.
+      this.#copyRuns(0, first, (i) => this.#location(from.slot, i), slot);
+      this.#copyRuns(end, sectors, (i) => this.#location(from.slot, i), slot);
     }
     if (end > first) this.#patch(from, slot, offsetBytes, data);
-    this.#install(ref, slot);
-    return this.#slotCrcs(slot);
   }
 
   async deleteBlock(ref: BlockRef): Promise<boolean> {
@@ -1134,7 +1145,10 @@ export class FileBlockStore implements BlockStore {
     return [...this.#entries.values()].map((entry) => entry.ref);
   }
 
-  /** fdatasyncs the data file, then the index file. */
+  /**
+   * Writes the changed records, fdatasyncs the data file, then the index
+   * file, and merges deltas into the lent slots of deleted blocks.
+   */
   async flush(): Promise<void> {
     this.#checkOpen("flush");
     const sync = this.#flushAndMerge();

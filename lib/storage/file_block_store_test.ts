@@ -76,6 +76,26 @@ async function slotOf(directory: string, blockSizeBytes: number, target: BlockRe
   throw new Error(`${target} has no record in ${directory}`);
 }
 
+/** What `op` gives on `store`: its value, or the class of the error it throws. */
+async function outcomeOf(store: BlockStore, op: (store: BlockStore) => Promise<unknown>) {
+  try {
+    return { value: await op(store), error: undefined };
+  } catch (error) {
+    return { value: undefined, error: (error as Error).constructor.name };
+  }
+}
+
+/** Asserts that `op` gives on `store` the value or error class it gives on `reference`. */
+async function assertSameOutcome(
+  what: string,
+  store: BlockStore,
+  reference: BlockStore,
+  op: (store: BlockStore) => Promise<unknown>,
+): Promise<void> {
+  const want = await outcomeOf(reference, op);
+  assertNode.deepEqual(await outcomeOf(store, op), want, what);
+}
+
 /** Applies `change` to `length` bytes of a file at `offset`, behind any store's back. */
 async function patchFile(
   path: string,
@@ -138,23 +158,8 @@ Deno.test("FileBlockStore: random operations match MemoryBlockStore, before and 
     const numBlocks = 12;
     const memory = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks });
     let file = await open(directory, numBlocks);
-    const outcome = async (run: (store: BlockStore) => Promise<unknown>) => {
-      try {
-        return { value: await run(memory), error: undefined };
-      } catch (error) {
-        return { value: undefined, error: (error as Error).constructor.name };
-      }
-    };
-    const same = async (what: string, run: (store: BlockStore) => Promise<unknown>) => {
-      const want = await outcome(run);
-      let got;
-      try {
-        got = { value: await run(file), error: undefined };
-      } catch (error) {
-        got = { value: undefined, error: (error as Error).constructor.name };
-      }
-      assertNode.deepEqual(got, want, what);
-    };
+    const same = (what: string, op: (store: BlockStore) => Promise<unknown>) =>
+      assertSameOutcome(what, file, memory, op);
     for (let step = 0; step < 1500; step++) {
       const target = ref(prng.nextInt(16));
       const choice = prng.nextInt(10);
@@ -768,6 +773,13 @@ Deno.test("FileBlockStore: a corrupt borrowed sector reads as BlockCorruptError 
       (await store.readBlock(ref(2), { offsetBytes: 0, lengthBytes: 8 })).data.length,
       8,
     );
+    // The failed copy left nothing behind: deleting both blocks frees every slot.
+    assertNode.equal(store.deltaBlocks(), 1);
+    assertNode.equal(store.usedBlocks(), 2);
+    await store.deleteBlock(ref(1));
+    await store.deleteBlock(ref(2));
+    assertNode.equal(store.usedBlocks(), 0);
+    assertNode.equal(store.deltaBlocks(), 0);
     await store.close();
   });
 });
@@ -849,16 +861,8 @@ Deno.test("FileBlockStore: random copies, writes, deletes and flushes match Memo
     const numBlocks = 2 * refs + 2;
     const memory = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks });
     let file = await open(directory, numBlocks);
-    const run = async (store: BlockStore, op: (s: BlockStore) => Promise<unknown>) => {
-      try {
-        return { value: await op(store), error: undefined };
-      } catch (error) {
-        return { value: undefined, error: (error as Error).constructor.name };
-      }
-    };
-    const same = async (what: string, op: (s: BlockStore) => Promise<unknown>) => {
-      assertNode.deepEqual(await run(file, op), await run(memory, op), what);
-    };
+    const same = (what: string, op: (store: BlockStore) => Promise<unknown>) =>
+      assertSameOutcome(what, file, memory, op);
     for (let step = 0; step < 2000; step++) {
       const target = ref(prng.nextInt(refs));
       const choice = prng.nextInt(20);
