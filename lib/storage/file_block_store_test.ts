@@ -15,6 +15,7 @@ import {
 } from "./_crash_writer.ts";
 import {
   DATA_FILE_NAME,
+  DATA_WRITE_PIECE_BYTES,
   FileBlockStore,
   INDEX_FILE_NAME,
   INDEX_HEADER_REGION_BYTES,
@@ -853,23 +854,33 @@ Deno.test("FileBlockStore: a version 1 store opens, keeps its blocks and becomes
   });
 });
 
-Deno.test("FileBlockStore: random copies, writes, deletes and flushes match MemoryBlockStore across reopens", async () => {
+/**
+ * Random copies, patches, whole writes, deletes, flushes and reopens on a
+ * store of `blockBytes` blocks, checked step by step against
+ * MemoryBlockStore; patches are up to `patchBytesMax` long.
+ */
+async function differential(
+  blockBytes: number,
+  steps: number,
+  patchBytesMax: number,
+  seed: number,
+) {
   await withTempDir(async (directory) => {
-    const prng = new Prng(0xde17a);
+    const prng = new Prng(seed);
     const refs = 10;
     // Every live delta keeps at most one more slot in use.
     const numBlocks = 2 * refs + 2;
-    const memory = new MemoryBlockStore({ blockSizeBytes: BLOCK, numBlocks });
-    let file = await open(directory, numBlocks);
+    const memory = new MemoryBlockStore({ blockSizeBytes: blockBytes, numBlocks });
+    let file = await open(directory, numBlocks, blockBytes);
     const same = (what: string, op: (store: BlockStore) => Promise<unknown>) =>
       assertSameOutcome(what, file, memory, op);
-    for (let step = 0; step < 2000; step++) {
+    for (let step = 0; step < steps; step++) {
       const target = ref(prng.nextInt(refs));
       const choice = prng.nextInt(20);
-      const offset = prng.nextInt(BLOCK);
-      const data = filled(step, prng.nextInt(Math.min(2 * SECTOR, BLOCK - offset) + 1));
+      const offset = prng.nextInt(blockBytes);
+      const data = filled(step, prng.nextInt(Math.min(patchBytesMax, blockBytes - offset) + 1));
       if (choice < 2) {
-        await same(`write ${step}`, (s) => s.writeBlock(target, filled(step, BLOCK)));
+        await same(`write ${step}`, (s) => s.writeBlock(target, filled(step, blockBytes)));
       } else if (choice < 9) {
         const source = ref(prng.nextInt(refs));
         await same(`copy ${step}`, (s) => s.copyBlock(source, target, offset, data));
@@ -882,9 +893,9 @@ Deno.test("FileBlockStore: random copies, writes, deletes and flushes match Memo
       } else {
         await same(`read ${step}`, (s) => s.readBlock(target));
       }
-      if (step % 400 === 399) {
+      if (step % 400 === 399 || step === steps - 1) {
         await file.close();
-        file = await open(directory, numBlocks);
+        file = await open(directory, numBlocks, blockBytes);
       }
       assertNode.ok(file.usedBlocks() >= memory.usedBlocks());
       assertNode.ok(file.usedBlocks() <= memory.usedBlocks() + file.deltaBlocks());
@@ -898,4 +909,15 @@ Deno.test("FileBlockStore: random copies, writes, deletes and flushes match Memo
     await file.close();
     await memory.close();
   });
+}
+
+Deno.test("FileBlockStore: random copies, writes, deletes and flushes match MemoryBlockStore across reopens", async () => {
+  await differential(BLOCK, 2000, 2 * SECTOR, 0xde17a);
+});
+
+Deno.test("FileBlockStore: the same with blocks longer than a write piece and copies long enough for the kernel", async () => {
+  // 256 KiB blocks: whole-block writes go in DATA_WRITE_PIECE_BYTES pieces,
+  // and long runs are copied by copy_file_range, short ones through memory.
+  assertNode.ok(256 * 1024 > DATA_WRITE_PIECE_BYTES);
+  await differential(256 * 1024, 300, 96 * 1024, 0x64b10c);
 });
