@@ -647,9 +647,19 @@ export function encodeRequest(request: NbdRequest): Uint8Array {
   return out;
 }
 
-/** Encodes a simple reply header (the data of a successful READ follows it). */
-export function encodeSimpleReply(errno: number, handle: bigint): Uint8Array {
-  const out = new Uint8Array(NBD_SIMPLE_REPLY_BYTES);
+/**
+ * Encodes a simple reply header (the data of a successful READ follows it),
+ * into `out` when given (it must be {@linkcode NBD_SIMPLE_REPLY_BYTES} long).
+ */
+export function encodeSimpleReply(
+  errno: number,
+  handle: bigint,
+  out: Uint8Array = new Uint8Array(NBD_SIMPLE_REPLY_BYTES),
+): Uint8Array {
+  assert(
+    out.length === NBD_SIMPLE_REPLY_BYTES,
+    `a simple reply needs ${NBD_SIMPLE_REPLY_BYTES} bytes`,
+  );
   const dv = view(out);
   dv.setUint32(0, NBD_SIMPLE_REPLY_MAGIC);
   dv.setUint32(4, errno);
@@ -684,17 +694,23 @@ function writeStructuredHeader(
   dv.setUint32(16, lengthBytes);
 }
 
+/** Bytes of the header and offset of an `NBD_REPLY_TYPE_OFFSET_DATA` chunk. */
+export const NBD_OFFSET_DATA_HEADER_BYTES = NBD_STRUCTURED_REPLY_HEADER_BYTES +
+  NBD_OFFSET_DATA_PREFIX_BYTES;
+
 /**
  * The header and offset of a final `NBD_REPLY_TYPE_OFFSET_DATA` chunk;
- * `dataBytes` bytes of data follow it.
+ * `dataBytes` bytes of data follow it. Encoded into `out` when given (it must
+ * be {@linkcode NBD_OFFSET_DATA_HEADER_BYTES} long).
  */
 export function encodeOffsetDataHeader(
   handle: bigint,
   offsetBytes: number,
   dataBytes: number,
+  out: Uint8Array = new Uint8Array(NBD_OFFSET_DATA_HEADER_BYTES),
 ): Uint8Array {
   assert(dataBytes > 0 && dataBytes <= NBD_MAX_REQUEST_BYTES, `bad chunk length ${dataBytes}`);
-  const out = new Uint8Array(NBD_STRUCTURED_REPLY_HEADER_BYTES + NBD_OFFSET_DATA_PREFIX_BYTES);
+  assert(out.length === NBD_OFFSET_DATA_HEADER_BYTES, "bad offset-data header buffer");
   writeStructuredHeader(
     out,
     NBD_REPLY_FLAG_DONE,

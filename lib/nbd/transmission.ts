@@ -34,12 +34,15 @@ import {
   NBD_EIO,
   NBD_ESHUTDOWN,
   NBD_MAX_REQUEST_BYTES,
+  NBD_OFFSET_DATA_HEADER_BYTES,
   NBD_REQUEST_BYTES,
+  NBD_SIMPLE_REPLY_BYTES,
   type NbdRequest,
   type RequestRejection,
 } from "./protocol.ts";
 import type { SerialWriter } from "./serial_writer.ts";
 import type { BufferPool } from "../core/buffer_pool.ts";
+import { Slab } from "../core/slab.ts";
 
 /** Limits of one connection. */
 export interface TransmissionLimits {
@@ -91,6 +94,8 @@ export class Transmission {
   #slots: Budget;
   #bytes: Budget;
   #inFlight = new Set<Promise<void>>();
+  /** Where the headers of successful replies are carved from (see {@linkcode Slab}). */
+  #headers = new Slab();
   #drainWaiters: (() => void)[] = [];
 
   /**
@@ -328,8 +333,13 @@ export class Transmission {
           throw new Error(`export returned ${data.length} bytes for a read of ${lengthBytes}`);
         }
         const header = this.#context.structuredReplies
-          ? encodeOffsetDataHeader(handle, offsetBytes, lengthBytes)
-          : encodeSimpleReply(0, handle);
+          ? encodeOffsetDataHeader(
+            handle,
+            offsetBytes,
+            lengthBytes,
+            this.#headers.bytes(NBD_OFFSET_DATA_HEADER_BYTES),
+          )
+          : encodeSimpleReply(0, handle, this.#headers.bytes(NBD_SIMPLE_REPLY_BYTES));
         return [header, data];
       }
       case NBD_CMD_WRITE:
@@ -351,7 +361,7 @@ export class Transmission {
       default:
         throw new AssertionError(`unchecked ${commandName(request.type)} dispatched`);
     }
-    return [encodeSimpleReply(0, handle)];
+    return [encodeSimpleReply(0, handle, this.#headers.bytes(NBD_SIMPLE_REPLY_BYTES))];
   }
 
   #errorReply(request: NbdRequest, errno: number, message: string): Uint8Array[] {

@@ -38,6 +38,7 @@
  * @module
  */
 import { BLOCK_REF_SIZE_BYTES, BlockRef, readU64, writeU64 } from "../core/block_ref.ts";
+import { Slab } from "../core/slab.ts";
 import { assert } from "../assert.ts";
 import { crc32 } from "../core/crc32.ts";
 import { blockDigest, sectorSizeBytes } from "../core/sector.ts";
@@ -800,6 +801,8 @@ export class FileBlockStore implements BlockStore {
   #record: Uint8Array;
   #recordView: DataView;
   #zeroRecord: Uint8Array;
+  /** Where the copies of sector CRCs that reads and writes return are carved from. */
+  #crcCopies = new Slab();
 
   private constructor(state: OpenState) {
     this.blockSizeBytes = state.blockSizeBytes;
@@ -1575,10 +1578,12 @@ export class FileBlockStore implements BlockStore {
     }
   }
 
-  /** The sector CRCs of a slot, as a new array. */
+  /** The sector CRCs of a slot, as a new array (carved from a slab: every write and read returns one). */
   #slotCrcs(slot: number): Uint32Array {
     const at = slot * this.#sectorsPerBlock;
-    return this.#crcs.slice(at, at + this.#sectorsPerBlock);
+    const out = this.#crcCopies.words(this.#sectorsPerBlock);
+    out.set(this.#crcs.subarray(at, at + this.#sectorsPerBlock));
+    return out;
   }
 
   #checkOpen(verb: string): void {
