@@ -476,13 +476,12 @@ class PreadIo implements PositionedIo {
     // One at a time: pages dirtied meanwhile go with the next one.
     if (this.#writeback !== null) return;
     // offset 0, nbytes 0: the whole file. Errors only lose the hint.
+    const done = () => {
+      this.#writeback = null;
+    };
     this.#writeback = libc().sync_file_range(this.#fd, 0n, 0n, SYNC_FILE_RANGE_WRITE).then(
-      () => {
-        this.#writeback = null;
-      },
-      () => {
-        this.#writeback = null;
-      },
+      done,
+      done,
     );
   }
 
@@ -1220,12 +1219,15 @@ export class FileBlockStore implements BlockStore {
       await Promise.allSettled(this.#flushes);
       await this.#sync();
     } finally {
-      await this.#data.idle();
+      await Promise.all([this.#data.idle(), this.#index.idle()]);
       this.#data.release();
       this.#index.release();
       this.#dataFile.close();
       this.#indexFile.close();
       this.#entries.clear();
+      // Unlocked explicitly, as a refused open does: closing the descriptor
+      // alone can release the lock later, and a reopen at once must find it free.
+      await this.#lock.unlock().catch(() => {});
       this.#lock.close();
     }
   }
