@@ -56,18 +56,37 @@ import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./
 export const DATA_FILE_NAME = "data.blk";
 /** Name of the index file inside the store directory. */
 export const INDEX_FILE_NAME = "index.blk";
+/** Name of the file of packed delta records inside the store directory (format version 3). */
+export const DELTA_FILE_NAME = "delta.blk";
 /** Name the index file is built under before it is renamed into place on creation. */
 const INDEX_TEMP_FILE_NAME = "index.blk.tmp";
 /** First 8 bytes of the index file. */
 export const INDEX_MAGIC = "TORUSBLK";
 /** Version of the on-disk format this module writes. */
-export const INDEX_FORMAT_VERSION = 2;
+export const INDEX_FORMAT_VERSION = 3;
 /**
  * Versions it reads: version 1 had no deltas (its records end with zeros
- * where version 2 keeps a delta's lender and bitmap); opening such a store
- * rewrites its header as version 2.
+ * where version 2 keeps a delta's lender and bitmap), version 2 no packed
+ * deltas (`delta.blk`); opening such a store adds an empty `delta.blk` and
+ * rewrites its header as version 3.
  */
-const INDEX_FORMAT_VERSIONS_READ = [1, 2];
+const INDEX_FORMAT_VERSIONS_READ = [1, 2, 3];
+/**
+ * Records in `delta.blk` per slot of the store: how many copies of blocks
+ * can be packed deltas at once (more copies take slots of their own). Half
+ * a record per slot covers a volume that fills half the store with every
+ * block copied since the last commit.
+ */
+const DELTA_RECORDS_PER_SLOT = 0.5;
+/**
+ * Added to a packed delta record's number in its CRC, so that a record of
+ * `index.blk` copied into `delta.blk` (or back) never passes.
+ */
+const DELTA_RECORD_CRC_DOMAIN = 2 ** 48;
+/** A packed delta's sector that has no place in the heap (yet). */
+const NO_HEAP_SECTOR = 0xffff_ffff;
+/** Sectors the data file may have for packed deltas to address them as u32. */
+const HEAP_SECTORS_MAX = 2 ** 32 - 1;
 /**
  * A copy-on-write whose new block would own more than this fraction of its
  * sectors copies the block whole instead of borrowing from its source: a
@@ -244,6 +263,65 @@ function recordCrc(record: Uint8Array, crcOffsetBytes: number, slot: number): nu
   const slotBytes = new Uint8Array(8);
   writeU64(new DataView(slotBytes.buffer), 0, slot);
   return crc32(slotBytes, crc32(record.subarray(0, crcOffsetBytes)));
+}
+
+/** Offset of a packed delta's placement (u32 sector numbers, then a CRC): after the extension CRC. */
+function placementOffsetBytes(blockSizeBytes: number): number {
+  return recordExtensionCrcOffsetBytes(blockSizeBytes) + 4;
+}
+
+/**
+ * The most sectors a *packed* delta owns for a block size: their places must
+ * fit in its record after the extension, and it owns at most
+ * {@linkcode DELTA_OWNED_FRACTION_MAX} of the block. 0 when no place fits
+ * (blocks of 16 KiB or less): such stores make only deltas with slots of
+ * their own.
+ */
+export function packedDeltaSectorsMax(blockSizeBytes: number): number {
+  const room = indexRecordSizeBytes(blockSizeBytes) - placementOffsetBytes(blockSizeBytes) - 4;
+  const sectors = blockSizeBytes / sectorSizeBytes(blockSizeBytes);
+  return Math.max(
+    0,
+    Math.min(Math.floor(room / 4), Math.floor(sectors * DELTA_OWNED_FRACTION_MAX)),
+  );
+}
+
+/** Records of `delta.blk` for a store of `numSlots` slots. */
+function deltaRecordCount(blockSizeBytes: number, numSlots: number): number {
+  return packedDeltaSectorsMax(blockSizeBytes) > 0
+    ? Math.ceil(numSlots * DELTA_RECORDS_PER_SLOT)
+    : 0;
+}
+
+/** The number a packed delta record's CRC is continued over: its own, in another domain. */
+function deltaRecordPlace(record: number): number {
+  return DELTA_RECORD_CRC_DOMAIN + record;
+}
+
+/**
+ * Sets the CRC after a packed delta's `count` places, continued from the
+ * extension CRC (so call it after {@linkcode sealRecord}).
+ */
+function sealPlacement(record: Uint8Array, blockSizeBytes: number, count: number): void {
+  const view = new DataView(record.buffer, record.byteOffset, record.length);
+  const at = placementOffsetBytes(blockSizeBytes);
+  const from = view.getUint32(recordExtensionCrcOffsetBytes(blockSizeBytes), true);
+  view.setUint32(at + 4 * count, crc32(record.subarray(at, at + 4 * count), from), true);
+}
+
+/** Whether a packed delta's `count` places pass their CRC. */
+function placementValid(record: Uint8Array, blockSizeBytes: number, count: number): boolean {
+  const view = new DataView(record.buffer, record.byteOffset, record.length);
+  const at = placementOffsetBytes(blockSizeBytes);
+  const from = view.getUint32(recordExtensionCrcOffsetBytes(blockSizeBytes), true);
+  return crc32(record.subarray(at, at + 4 * count), from) === view.getUint32(at + 4 * count, true);
+}
+
+/** Set bits of a u32. */
+function popcount32(word: number): number {
+  let bits = word - ((word >>> 1) & 0x5555_5555);
+  bits = (bits & 0x3333_3333) + ((bits >>> 2) & 0x3333_3333);
+  return (((bits + (bits >>> 4)) & 0x0f0f_0f0f) * 0x0101_0101) >>> 24;
 }
 
 /** Offset of the record CRC for a block size: right after the sector CRCs. */
@@ -632,8 +710,11 @@ function encodeHeader(header: Header): Uint8Array {
   return bytes;
 }
 
-/** Decodes one header copy; undefined when it is not a valid header. */
-function decodeHeader(bytes: Uint8Array, where: string): Header | undefined {
+/** Decodes one header copy, with its format version; undefined when it is not a valid header. */
+function decodeHeader(
+  bytes: Uint8Array,
+  where: string,
+): Header & { version: number } | undefined {
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_COPY_SIZE_BYTES);
   if (new TextDecoder().decode(bytes.subarray(0, 8)) !== INDEX_MAGIC) return undefined;
   if (
@@ -651,6 +732,7 @@ function decodeHeader(bytes: Uint8Array, where: string): Header | undefined {
     );
   }
   return {
+    version,
     blockSizeBytes: view.getUint32(12, true),
     sectorSizeBytes: view.getUint32(16, true),
     recordSizeBytes: view.getUint32(20, true),
@@ -715,15 +797,22 @@ interface OpenState {
   lock: Deno.FsFile;
   dataFile: Deno.FsFile;
   indexFile: Deno.FsFile;
+  deltaFile: Deno.FsFile;
   data: PositionedIo;
   index: PositionedIo;
+  deltas: PositionedIo;
+  /** The stored blocks; a packed delta's slot is `numSlots` + its record in `delta.blk`. */
   entries: Map<string, Entry>;
-  /** Sector CRCs of every slot (`sectorsPerBlock` per slot), as the index records hold them. */
+  /** Sector CRCs of every slot, then of every packed delta record (`sectorsPerBlock` each). */
   crcs: Uint32Array;
-  /** The slot each delta borrows from, -1 for whole blocks. */
+  /** The slot each delta borrows from, -1 for whole blocks; slots, then packed delta records. */
   lenders: Int32Array;
-  /** Owned-sector bitmaps of the deltas. */
+  /** Owned-sector bitmaps of the deltas; slots, then packed delta records. */
   owned: Uint32Array;
+  /** Where each packed delta record's owned sectors are in the data file, as sector numbers. */
+  heapSectors: Uint32Array;
+  /** Records of `delta.blk`. */
+  numDeltas: number;
   generation: number;
 }
 
@@ -759,12 +848,37 @@ export class FileBlockStore implements BlockStore {
   #lock: Deno.FsFile;
   #dataFile: Deno.FsFile;
   #indexFile: Deno.FsFile;
+  #deltaFile: Deno.FsFile;
   #data: PositionedIo;
   #index: PositionedIo;
+  /** Records of `delta.blk`: packed deltas, the virtual slots from `#numSlots` on. */
+  #deltas: PositionedIo;
+  #numDeltas: number;
+  /** Most sectors a new packed delta may own; 0 when this store makes none. */
+  #packedMax: number;
   #entries: Map<string, Entry>;
   /** Free slots, a stack: the lowest free slot is on top after open. */
   #free: Uint32Array;
   #freeCount = 0;
+  /** Free records of `delta.blk`, as virtual slots; the lowest on top after open. */
+  #deltaFree: Uint32Array;
+  #deltaFreeCount = 0;
+  /**
+   * The data-file sector of each owned sector of each packed delta record
+   * (`sectorsPerBlock` per record), or `NO_HEAP_SECTOR`. Those sectors lie in
+   * *heap slots*: slots taken off the free stack and shared sector by sector.
+   */
+  #heapSectors: Uint32Array;
+  /** Per slot, the bitmap of its heap sectors in use (`#words` per slot). */
+  #heapUsed: Uint32Array;
+  /** Per slot, how many of its sectors are heap sectors in use; > 0 marks a heap slot. */
+  #heapLive: Uint16Array;
+  /** Heap slots with a free sector. */
+  #heapPartial = new Set<number>();
+  /** Free sectors in heap slots. */
+  #heapFreeSectors = 0;
+  /** Whether records were written to `delta.blk` since its last fdatasync. */
+  #deltasUnsynced = false;
   #generation: number;
   #closed = false;
   /** Flushes in flight, which `close()` waits for. */
@@ -775,7 +889,7 @@ export class FileBlockStore implements BlockStore {
    * against it without touching the index file.
    */
   #crcs: Uint32Array;
-  /** The ref stored in each slot, or undefined when the slot is free. */
+  /** The ref stored in each slot (and packed delta record), or undefined when it is free. */
   #slotRefs: (BlockRef | undefined)[];
   /** Slots whose record changed since the last flush; written by `flush()`. */
   #dirty = new Set<number>();
@@ -807,40 +921,74 @@ export class FileBlockStore implements BlockStore {
     this.blockSizeBytes = state.blockSizeBytes;
     this.#directory = state.directory;
     this.#numSlots = state.numSlots;
+    this.#numDeltas = state.numDeltas;
     this.#sectorSizeBytes = sectorSizeBytes(state.blockSizeBytes);
     this.#sectorsPerBlock = state.blockSizeBytes / this.#sectorSizeBytes;
     this.#recordSizeBytes = indexRecordSizeBytes(state.blockSizeBytes);
+    // Heap sectors are addressed as u32 in the records.
+    this.#packedMax =
+      state.numDeltas > 0 && state.numSlots * this.#sectorsPerBlock <= HEAP_SECTORS_MAX
+        ? packedDeltaSectorsMax(state.blockSizeBytes)
+        : 0;
     this.#lock = state.lock;
     this.#dataFile = state.dataFile;
     this.#indexFile = state.indexFile;
+    this.#deltaFile = state.deltaFile;
     this.#data = state.data;
     this.#index = state.index;
+    this.#deltas = state.deltas;
     this.#entries = state.entries;
     this.#generation = state.generation;
-    this.#free = new Uint32Array(state.numSlots);
+    const slots = state.numSlots;
+    const total = slots + state.numDeltas;
+    const sectors = this.#sectorsPerBlock;
+    this.#free = new Uint32Array(slots);
+    this.#deltaFree = new Uint32Array(state.numDeltas);
     this.#words = ownedWords(state.blockSizeBytes);
     this.#lenders = state.lenders;
     this.#owned = state.owned;
-    this.#slotWrites = new Uint32Array(state.numSlots);
-    const used = new Uint8Array(state.numSlots);
-    for (const entry of state.entries.values()) used[entry.slot] = 1;
-    for (let slot = 0; slot < state.numSlots; slot++) {
+    this.#heapSectors = state.heapSectors;
+    this.#heapUsed = new Uint32Array(slots * this.#words);
+    this.#heapLive = new Uint16Array(slots);
+    this.#slotWrites = new Uint32Array(total);
+    this.#slotRefs = new Array(total);
+    for (const entry of state.entries.values()) this.#slotRefs[entry.slot] = entry.ref;
+    const used = new Uint8Array(slots);
+    for (const entry of state.entries.values()) if (entry.slot < slots) used[entry.slot] = 1;
+    for (let slot = 0; slot < total; slot++) {
       const lender = this.#lenders[slot]!;
       if (lender < 0) continue;
-      assert(used[slot] === 1, `slot ${slot} has a lender but no block`);
+      assert(this.#slotRefs[slot] !== undefined, `slot ${slot} has a lender but no block`);
       used[lender] = 1;
       this.#lend(lender, slot);
     }
-    for (let slot = state.numSlots - 1; slot >= 0; slot--) {
+    for (const heapSector of this.#heapSectors) {
+      if (heapSector === NO_HEAP_SECTOR) continue;
+      const slot = Math.floor(heapSector / sectors);
+      const index = heapSector % sectors;
+      assert(!used[slot], `heap sector ${heapSector} lies in a slot in use`);
+      if (this.#heapLive[slot] === 0) this.#enterHeap(slot);
+      this.#heapUsed[slot * this.#words + (index >>> 5)]! |= 1 << (index & 31);
+      this.#heapLive[slot]!++;
+    }
+    for (let slot = 0; slot < slots; slot++) {
+      const live = this.#heapLive[slot]!;
+      if (live === 0) continue;
+      used[slot] = 1;
+      this.#heapFreeSectors += sectors - live;
+      if (live === sectors) this.#heapPartial.delete(slot);
+    }
+    for (let slot = slots - 1; slot >= 0; slot--) {
       if (!used[slot]) this.#free[this.#freeCount++] = slot;
+    }
+    for (let slot = total - 1; slot >= slots; slot--) {
+      if (this.#slotRefs[slot] === undefined) this.#deltaFree[this.#deltaFreeCount++] = slot;
     }
     this.#block = new Uint8Array(state.blockSizeBytes);
     this.#record = new Uint8Array(this.#recordSizeBytes);
     this.#recordView = new DataView(this.#record.buffer);
     this.#zeroRecord = new Uint8Array(this.#recordSizeBytes);
     this.#crcs = state.crcs;
-    this.#slotRefs = new Array(state.numSlots);
-    for (const entry of state.entries.values()) this.#slotRefs[entry.slot] = entry.ref;
     for (const [lender, borrowers] of this.#borrowers) {
       if (this.#slotRefs[lender] === undefined && borrowers.size === 1) this.#mergeable.add(lender);
     }
@@ -893,6 +1041,7 @@ export class FileBlockStore implements BlockStore {
     try {
       const dataPath = `${directory}/${DATA_FILE_NAME}`;
       const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+      const deltaPath = `${directory}/${DELTA_FILE_NAME}`;
       const recordSizeBytes = indexRecordSizeBytes(blockSizeBytes);
       const wanted: Header = {
         blockSizeBytes,
@@ -912,7 +1061,7 @@ export class FileBlockStore implements BlockStore {
       const indexFile = await Deno.open(indexPath, { read: true, write: true });
       opened.push(indexFile);
 
-      const { header, agree } = readHeader(indexFile, indexPath);
+      const { header, agree, version } = readHeader(indexFile, indexPath);
       if (header.blockSizeBytes !== blockSizeBytes) {
         throw new TorusError(
           `Cannot open block store in ${directory}: it holds blocks of ${header.blockSizeBytes} bytes, not ${blockSizeBytes} (the block size of a store cannot change)`,
@@ -926,23 +1075,58 @@ export class FileBlockStore implements BlockStore {
           `Cannot open block store in ${directory}: ${INDEX_FILE_NAME} has records of ${header.recordSizeBytes} bytes and sectors of ${header.sectorSizeBytes} bytes, expected ${recordSizeBytes} and ${wanted.sectorSizeBytes}`,
         );
       }
-      await fitFiles(directory, dataFile, indexFile, header);
+      if (version < INDEX_FORMAT_VERSION) {
+        // Before version 3: no packed deltas yet. The header says version 3
+        // (below) only once the file exists.
+        await createDeltaFile(deltaPath, header);
+        await lock.sync();
+      } else if (!(await exists(deltaPath))) {
+        throw new TorusError(
+          `Cannot open block store in ${directory}: ${DELTA_FILE_NAME} is missing (the store is damaged)`,
+        );
+      }
+      const deltaFile = await Deno.open(deltaPath, { read: true, write: true });
+      opened.push(deltaFile);
+      await fitFiles(directory, dataFile, indexFile, deltaFile, header);
       if (!agree) await writeHeaders(indexFile, header, indexPath);
 
-      const layout = { directory, dataFile, indexFile, header, dataPath, indexPath };
+      const layout = {
+        directory,
+        dataFile,
+        indexFile,
+        deltaFile,
+        header,
+        dataPath,
+        indexPath,
+        deltaPath,
+      };
       const scan = await scanIndex(layout);
       if (numSlots > header.numSlots) {
         await grow(layout, numSlots);
       } else if (numSlots < header.numSlots) {
         scan.generation = await shrink(layout, scan, numSlots);
       }
+      // Slots first, then one virtual slot per record of delta.blk.
       const sectorsPerSlot = blockSizeBytes / wanted.sectorSizeBytes;
-      const crcs = new Uint32Array(numSlots * sectorsPerSlot);
-      crcs.set(scan.crcs.subarray(0, crcs.length));
-      const lenders = new Int32Array(numSlots).fill(-1);
+      const words = ownedWords(blockSizeBytes);
+      const numDeltas = deltaRecordCount(blockSizeBytes, numSlots);
+      const total = numSlots + numDeltas;
+      const crcs = new Uint32Array(total * sectorsPerSlot);
+      crcs.set(scan.crcs.subarray(0, numSlots * sectorsPerSlot));
+      // A shrink left no packed delta: the records past the new count are free.
+      const kept = Math.min(numDeltas, scan.deltaLenders.length);
+      crcs.set(scan.deltaCrcs.subarray(0, kept * sectorsPerSlot), numSlots * sectorsPerSlot);
+      const lenders = new Int32Array(total).fill(-1);
       lenders.set(scan.lenders.subarray(0, Math.min(numSlots, scan.lenders.length)));
-      const owned = new Uint32Array(numSlots * ownedWords(blockSizeBytes));
-      owned.set(scan.owned.subarray(0, Math.min(owned.length, scan.owned.length)));
+      lenders.set(scan.deltaLenders.subarray(0, kept), numSlots);
+      const owned = new Uint32Array(total * words);
+      owned.set(scan.owned.subarray(0, Math.min(numSlots * words, scan.owned.length)));
+      owned.set(scan.deltaOwned.subarray(0, kept * words), numSlots * words);
+      const heapSectors = new Uint32Array(numDeltas * sectorsPerSlot).fill(NO_HEAP_SECTOR);
+      heapSectors.set(scan.heapSectors.subarray(0, kept * sectorsPerSlot));
+      for (const entry of scan.entries.values()) {
+        if (entry.slot < 0) entry.slot = numSlots + (-1 - entry.slot);
+      }
 
       let data: PositionedIo;
       let index: PositionedIo;
@@ -959,6 +1143,10 @@ export class FileBlockStore implements BlockStore {
         opened.push(data);
         index = new PreadIo(indexPath);
       }
+      opened.push(index);
+      // Records only, written one at a time: positioned I/O is enough.
+      const deltas = io === "fsfile" ? new FsFileIo(deltaFile, deltaPath) : new PreadIo(deltaPath);
+      opened.push(deltas);
       return new FileBlockStore({
         directory,
         blockSizeBytes,
@@ -966,12 +1154,16 @@ export class FileBlockStore implements BlockStore {
         lock,
         dataFile,
         indexFile,
+        deltaFile,
         data,
         index,
+        deltas,
         entries: scan.entries,
         crcs,
         lenders,
         owned,
+        heapSectors,
+        numDeltas,
         generation: scan.generation,
       });
     } catch (error) {
@@ -1099,10 +1291,53 @@ export class FileBlockStore implements BlockStore {
       const slot = this.#slotFor(ref);
       this.#copySectors(entry.slot, slot, 0, this.#sectorsPerBlock);
       this.#install(ref, slot);
+    } else if (entry.slot >= this.#numSlots) {
+      this.#makeRoomInPacked(entry, offsetBytes, data.length);
     }
     this.#patch(entry, entry.slot, offsetBytes, data);
     this.#dirty.add(entry.slot);
     return this.#slotCrcs(entry.slot);
+  }
+
+  /**
+   * Before packed delta `entry` takes the sectors a write of `lengthBytes` at
+   * `offsetBytes` touches: when it would then own more than a packed delta
+   * may, it moves to a slot of its own (still a delta if it owns at most
+   * half the block, else whole).
+   *
+   * @throws {OutOfSpaceError} when there is no room for it, and nothing changed.
+   */
+  #makeRoomInPacked(entry: Entry, offsetBytes: number, lengthBytes: number): void {
+    const sector = this.#sectorSizeBytes;
+    const first = Math.floor(offsetBytes / sector);
+    const end = Math.ceil((offsetBytes + lengthBytes) / sector);
+    const packed = entry.slot;
+    let adding = 0;
+    for (let i = first; i < end; i++) if (!this.#owns(packed, i)) adding++;
+    if (adding === 0) return;
+    const owned = this.#ownedCount(packed) + adding;
+    if (owned <= this.#packedMax) {
+      if (adding > this.#heapRoom()) {
+        throw new OutOfSpaceError(
+          `Cannot write ${entry.ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
+        );
+      }
+      return;
+    }
+    const slot = this.#slotFor(entry.ref);
+    if (owned <= this.#sectorsPerBlock * DELTA_OWNED_FRACTION_MAX) {
+      const lender = this.#lenders[packed]!;
+      const words = this.#words;
+      this.#owned.copyWithin(slot * words, packed * words, (packed + 1) * words);
+      this.#lenders[slot] = lender;
+      this.#lend(lender, slot);
+      this.#copyOwned(packed, slot, () => true);
+      const sectors = this.#sectorsPerBlock;
+      this.#crcs.copyWithin(slot * sectors, packed * sectors, (packed + 1) * sectors);
+    } else {
+      this.#copySectors(packed, slot, 0, this.#sectorsPerBlock);
+    }
+    this.#install(entry.ref, slot);
   }
 
   /**
@@ -1134,35 +1369,53 @@ export class FileBlockStore implements BlockStore {
     ) {
       throw new BlockCorruptError(`Cannot copy ${source}: it does not match the expected digest`);
     }
-    const slot = this.#slotFor(ref);
+    const sector = this.#sectorSizeBytes;
+    // Sectors [first, end) are touched by `data`; the rest keep the source's bytes.
+    const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
+    const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
+    let owned = end - first;
+    if (this.#lenders[from.slot]! >= 0) {
+      for (let i = 0; i < sectors; i++) {
+        if ((i < first || i >= end) && this.#owns(from.slot, i)) owned++;
+      }
+    }
+    // A packed delta when it fits, else a slot: its own, or a free one.
+    const packed = owned <= this.#packedMax && this.#deltaFreeCount > 0 &&
+      owned <= this.#heapRoom();
+    const slot = packed ? this.#deltaFree[this.#deltaFreeCount - 1]! : this.#slotFor(ref);
     if (this.#lenders[slot]! >= 0) this.#unlend(slot);
     try {
-      this.#copyInto(from, slot, offsetBytes, data);
+      this.#copyInto(from, slot, offsetBytes, data, owned);
     } catch (error) {
       // A free slot taken for the copy goes back as it was: not a delta.
-      if (this.#slotRefs[slot] === undefined && this.#lenders[slot]! >= 0) this.#unlend(slot);
+      if (this.#slotRefs[slot] === undefined) {
+        if (slot >= this.#numSlots) this.#releaseHeap(slot);
+        if (this.#lenders[slot]! >= 0) this.#unlend(slot);
+      }
       throw error;
     }
     this.#install(ref, slot);
     return this.#slotCrcs(slot);
   }
 
-  /** The bytes and bookkeeping of {@linkcode copyBlock}: `slot` becomes `from` patched with `data`. */
-  #copyInto(from: Entry, slot: number, offsetBytes: number, data: Uint8Array): void {
+  /**
+   * The bytes and bookkeeping of {@linkcode copyBlock}: `slot` becomes `from`
+   * patched with `data`, owning `owned` sectors if it is a delta.
+   */
+  #copyInto(
+    from: Entry,
+    slot: number,
+    offsetBytes: number,
+    data: Uint8Array,
+    owned: number,
+  ): void {
     const sectors = this.#sectorsPerBlock;
     const fromCrcsAt = from.slot * sectors;
     const sector = this.#sectorSizeBytes;
-    // Sectors [first, end) are touched by `data`; the rest keep the source's bytes.
     const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
     const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
     this.#crcs.copyWithin(slot * sectors, fromCrcsAt, fromCrcsAt + sectors);
     const fromLender = this.#lenders[from.slot]!;
-    let owned = end - first;
-    if (fromLender >= 0) {
-      for (let i = 0; i < sectors; i++) {
-        if ((i < first || i >= end) && this.#owns(from.slot, i)) owned++;
-      }
-    }
     if (owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
       // A delta: own the touched sectors (and the source's own ones), borrow the rest.
       const lender = fromLender >= 0 ? fromLender : from.slot;
@@ -1219,11 +1472,13 @@ export class FileBlockStore implements BlockStore {
       await Promise.allSettled(this.#flushes);
       await this.#sync();
     } finally {
-      await Promise.all([this.#data.idle(), this.#index.idle()]);
+      await Promise.all([this.#data.idle(), this.#index.idle(), this.#deltas.idle()]);
       this.#data.release();
       this.#index.release();
+      this.#deltas.release();
       this.#dataFile.close();
       this.#indexFile.close();
+      this.#deltaFile.close();
       this.#entries.clear();
       // Unlocked explicitly, as a refused open does: closing the descriptor
       // alone can release the lock later, and a reopen at once must find it free.
@@ -1242,7 +1497,22 @@ export class FileBlockStore implements BlockStore {
   async #sync(): Promise<void> {
     this.#writeDirtyRecords();
     await this.#dataFile.syncData();
-    await this.#indexFile.syncData();
+    await this.#syncRecords();
+  }
+
+  /** fdatasyncs `index.blk`, and `delta.blk` when records were written to it since its last one. */
+  async #syncRecords(): Promise<void> {
+    if (!this.#deltasUnsynced) {
+      await this.#indexFile.syncData();
+      return;
+    }
+    this.#deltasUnsynced = false;
+    try {
+      await Promise.all([this.#indexFile.syncData(), this.#deltaFile.syncData()]);
+    } catch (error) {
+      this.#deltasUnsynced = true;
+      throw error;
+    }
   }
 
   /**
@@ -1260,10 +1530,16 @@ export class FileBlockStore implements BlockStore {
     const merged = this.#finishMerges(merges);
     if (merged.length === 0) return;
     this.#writeDirtyRecords();
-    await this.#indexFile.syncData();
+    await this.#syncRecords();
     for (const slot of merged) {
       this.#dirty.add(slot);
-      this.#free[this.#freeCount++] = slot;
+      if (slot < this.#numSlots) {
+        this.#free[this.#freeCount++] = slot;
+      } else {
+        // A packed delta's heap sectors too stayed put until now.
+        this.#releaseHeap(slot);
+        this.#deltaFree[this.#deltaFreeCount++] = slot;
+      }
     }
   }
 
@@ -1341,8 +1617,7 @@ export class FileBlockStore implements BlockStore {
       this.#verifySector(from, end - 1, tail);
     }
     bytes.set(data, offsetBytes - first * sector);
-    this.#data.writeAt(toSlot * this.blockSizeBytes + first * sector, bytes);
-    this.#wrote(toSlot, bytes.length);
+    this.#writeSectors(toSlot, first, bytes);
     const crcsAt = toSlot * this.#sectorsPerBlock;
     for (let i = first; i < end; i++) {
       this.#crcs[crcsAt + i] = crc32(
@@ -1376,15 +1651,130 @@ export class FileBlockStore implements BlockStore {
     const sector = this.#sectorSizeBytes;
     const count = target.length / sector;
     for (let i = 0; i < count;) {
-      const from = this.#location(slot, first + i);
+      const at = this.#sectorOffset(this.#location(slot, first + i), first + i);
       let j = i + 1;
-      while (j < count && this.#location(slot, first + j) === from) j++;
-      this.#data.readAt(
-        from * block + (first + i) * sector,
-        target.subarray(i * sector, j * sector),
-      );
+      while (
+        j < count &&
+        this.#sectorOffset(this.#location(slot, first + j), first + j) === at + (j - i) * sector
+      ) j++;
+      this.#data.readAt(at, target.subarray(i * sector, j * sector));
       i = j;
     }
+  }
+
+  /** Writes `bytes` (whole sectors) as sectors from `first` of `slot` itself, placing a packed delta's new ones. */
+  #writeSectors(slot: number, first: number, bytes: Uint8Array): void {
+    const sector = this.#sectorSizeBytes;
+    if (slot < this.#numSlots) {
+      this.#data.writeAt(slot * this.blockSizeBytes + first * sector, bytes);
+    } else {
+      const count = bytes.length / sector;
+      for (let i = 0; i < count;) {
+        const at = this.#placeSector(slot, first + i);
+        let j = i + 1;
+        while (j < count && this.#placeSector(slot, first + j) === at + (j - i) * sector) j++;
+        this.#data.writeAt(at, bytes.subarray(i * sector, j * sector));
+        i = j;
+      }
+    }
+    this.#wrote(slot, bytes.length);
+  }
+
+  /**
+   * The data-file offset of sector `index` as `slot` holds it itself: in the
+   * slot, or for a packed delta where its heap sector is.
+   */
+  #sectorOffset(slot: number, index: number): number {
+    if (slot < this.#numSlots) return slot * this.blockSizeBytes + index * this.#sectorSizeBytes;
+    const heapSector = this.#heapSectors[(slot - this.#numSlots) * this.#sectorsPerBlock + index]!;
+    assert(heapSector !== NO_HEAP_SECTOR, `sector ${index} of ${slot} has no place`);
+    return heapSector * this.#sectorSizeBytes;
+  }
+
+  /**
+   * Like {@linkcode #sectorOffset}, for writing: a packed delta's sector with
+   * no place yet gets a free heap sector (the caller made sure one exists).
+   */
+  #placeSector(slot: number, index: number): number {
+    if (slot < this.#numSlots) return slot * this.blockSizeBytes + index * this.#sectorSizeBytes;
+    const sectors = this.#sectorsPerBlock;
+    const at = (slot - this.#numSlots) * sectors + index;
+    if (this.#heapSectors[at] !== NO_HEAP_SECTOR) {
+      return this.#heapSectors[at]! * this.#sectorSizeBytes;
+    }
+    let heap = -1;
+    for (const partial of this.#heapPartial) {
+      heap = partial;
+      break;
+    }
+    if (heap < 0) {
+      assert(this.#freeCount > 0, "no free slot for the heap");
+      heap = this.#free[--this.#freeCount]!;
+      this.#enterHeap(heap);
+      this.#heapFreeSectors += sectors;
+    }
+    const base = heap * this.#words;
+    let w = 0;
+    while (this.#heapUsed[base + w] === 0xffff_ffff) w++;
+    const bits = this.#heapUsed[base + w]!;
+    const bit = 31 - Math.clz32(~bits & (bits + 1));
+    this.#heapUsed[base + w] = bits | (1 << bit);
+    this.#heapFreeSectors--;
+    if (++this.#heapLive[heap]! === sectors) this.#heapPartial.delete(heap);
+    const heapSector = heap * sectors + w * 32 + bit;
+    this.#heapSectors[at] = heapSector;
+    return heapSector * this.#sectorSizeBytes;
+  }
+
+  /** Makes free slot `slot` a heap slot with every sector free (bits past the block's end stay set). */
+  #enterHeap(slot: number): void {
+    const at = slot * this.#words;
+    const tail = this.#sectorsPerBlock % 32;
+    this.#heapUsed.fill(0, at, at + this.#words);
+    if (tail !== 0) this.#heapUsed[at + this.#words - 1] = ~((1 << tail) - 1);
+    this.#heapPartial.add(slot);
+  }
+
+  /** Frees the heap sectors of packed delta `slot`; a heap slot left empty is a free slot again. */
+  #releaseHeap(slot: number): void {
+    const sectors = this.#sectorsPerBlock;
+    const from = (slot - this.#numSlots) * sectors;
+    for (let at = from; at < from + sectors; at++) {
+      const heapSector = this.#heapSectors[at]!;
+      if (heapSector === NO_HEAP_SECTOR) continue;
+      this.#heapSectors[at] = NO_HEAP_SECTOR;
+      const heap = Math.floor(heapSector / sectors);
+      const index = heapSector % sectors;
+      const word = heap * this.#words + (index >>> 5);
+      assert(
+        (this.#heapUsed[word]! >>> (index & 31) & 1) === 1,
+        `heap sector ${heapSector} is free`,
+      );
+      this.#heapUsed[word] = this.#heapUsed[word]! & ~(1 << (index & 31));
+      this.#heapFreeSectors++;
+      if (--this.#heapLive[heap]! > 0) {
+        this.#heapPartial.add(heap);
+        continue;
+      }
+      this.#heapPartial.delete(heap);
+      this.#heapFreeSectors -= sectors;
+      this.#heapUsed.fill(0, heap * this.#words, (heap + 1) * this.#words);
+      this.#free[this.#freeCount++] = heap;
+    }
+  }
+
+  /** Sectors packed delta records could still place: free heap sectors and free slots. */
+  #heapRoom(): number {
+    return this.#heapFreeSectors + this.#freeCount * this.#sectorsPerBlock;
+  }
+
+  /** Sectors delta `slot` owns. */
+  #ownedCount(slot: number): number {
+    let count = 0;
+    for (let w = slot * this.#words; w < (slot + 1) * this.#words; w++) {
+      count += popcount32(this.#owned[w]!);
+    }
+    return count;
   }
 
   /** Copies sectors [start, stop) of the block in `fromSlot` to `toSlot`, CRCs included. */
@@ -1413,21 +1803,23 @@ export class FileBlockStore implements BlockStore {
    * the slot `source(i)` names (-1: skip), a run of neighbours at a time.
    */
   #copyRuns(start: number, stop: number, source: (index: number) => number, toSlot: number): void {
-    const block = this.blockSizeBytes;
     const sector = this.#sectorSizeBytes;
     for (let i = start; i < stop;) {
       const from = source(i);
-      let j = i + 1;
-      while (j < stop && source(j) === from) j++;
-      if (from >= 0) {
-        this.#data.copy(
-          from * block + i * sector,
-          toSlot * block + i * sector,
-          (j - i) * sector,
-          this.#block,
-        );
-        this.#wrote(toSlot, (j - i) * sector);
+      if (from < 0) {
+        i++;
+        continue;
       }
+      const fromAt = this.#sectorOffset(from, i);
+      const toAt = this.#placeSector(toSlot, i);
+      let j = i + 1;
+      while (
+        j < stop && source(j) === from &&
+        this.#sectorOffset(from, j) === fromAt + (j - i) * sector &&
+        this.#placeSector(toSlot, j) === toAt + (j - i) * sector
+      ) j++;
+      this.#data.copy(fromAt, toAt, (j - i) * sector, this.#block);
+      this.#wrote(toSlot, (j - i) * sector);
       i = j;
     }
   }
@@ -1440,7 +1832,12 @@ export class FileBlockStore implements BlockStore {
    */
   #slotFor(ref: BlockRef): number {
     const existing = this.#entries.get(ref.key());
-    if (existing !== undefined && !this.#borrowers.has(existing.slot)) return existing.slot;
+    if (
+      existing !== undefined && existing.slot < this.#numSlots &&
+      !this.#borrowers.has(existing.slot)
+    ) {
+      return existing.slot;
+    }
     if (this.#freeCount === 0) {
       throw new OutOfSpaceError(
         `Cannot write ${ref}: all ${this.#numSlots} blocks of the block store in ${this.#directory} are in use`,
@@ -1469,6 +1866,11 @@ export class FileBlockStore implements BlockStore {
 
   /** Takes `slot` off the free stack (it is on top unless slots were freed meanwhile). */
   #takeFree(slot: number): void {
+    if (slot >= this.#numSlots) {
+      assert(this.#deltaFree[this.#deltaFreeCount - 1] === slot, `record ${slot} is not free`);
+      this.#deltaFreeCount--;
+      return;
+    }
     let at = this.#freeCount - 1;
     while (at >= 0 && this.#free[at] !== slot) at--;
     assert(at >= 0, `slot ${slot} is not free`);
@@ -1480,6 +1882,12 @@ export class FileBlockStore implements BlockStore {
   #release(slot: number): void {
     this.#slotRefs[slot] = undefined;
     this.#dirty.add(slot);
+    if (slot >= this.#numSlots) {
+      this.#releaseHeap(slot);
+      this.#unlend(slot);
+      this.#deltaFree[this.#deltaFreeCount++] = slot;
+      return;
+    }
     if (this.#lenders[slot]! >= 0) this.#unlend(slot);
     if (this.#borrowers.has(slot)) this.#checkMergeable(slot);
     else this.#free[this.#freeCount++] = slot;
@@ -1548,10 +1956,18 @@ export class FileBlockStore implements BlockStore {
     const record = this.#record;
     const view = this.#recordView;
     const extension = recordExtensionOffsetBytes(this.blockSizeBytes);
+    const placement = placementOffsetBytes(this.blockSizeBytes);
+    const sectors = this.#sectorsPerBlock;
     for (const slot of this.#dirty) {
       const ref = this.#slotRefs[slot];
+      const packed = slot >= this.#numSlots;
+      const io = packed ? this.#deltas : this.#index;
+      const offset = packed
+        ? (slot - this.#numSlots) * this.#recordSizeBytes
+        : this.#recordOffset(slot);
+      if (packed) this.#deltasUnsynced = true;
       if (ref === undefined) {
-        this.#index.writeAt(this.#recordOffset(slot), this.#zeroRecord);
+        io.writeAt(offset, this.#zeroRecord);
       } else {
         record.fill(0);
         ref.writeTo(record, RECORD_REF_OFFSET_BYTES);
@@ -1567,8 +1983,22 @@ export class FileBlockStore implements BlockStore {
             view.setUint32(extension + 4 + 4 * w, this.#owned[slot * this.#words + w]!, true);
           }
         }
-        sealRecord(record, this.blockSizeBytes, slot);
-        this.#index.writeAt(this.#recordOffset(slot), record);
+        if (!packed) {
+          sealRecord(record, this.blockSizeBytes, slot);
+        } else {
+          assert(lender >= 0, `packed delta ${slot} has no lender`);
+          sealRecord(record, this.blockSizeBytes, deltaRecordPlace(slot - this.#numSlots));
+          let count = 0;
+          const heapAt = (slot - this.#numSlots) * sectors;
+          for (let i = 0; i < sectors; i++) {
+            if (!this.#owns(slot, i)) continue;
+            const heapSector = this.#heapSectors[heapAt + i]!;
+            assert(heapSector !== NO_HEAP_SECTOR, `sector ${i} of ${slot} has no place`);
+            view.setUint32(placement + 4 * count++, heapSector, true);
+          }
+          sealPlacement(record, this.blockSizeBytes, count);
+        }
+        io.writeAt(offset, record);
       }
       this.#dirty.delete(slot);
     }
@@ -1619,6 +2049,7 @@ async function create(directory: string, lock: Deno.FsFile, header: Header): Pro
   } finally {
     dataFile.close();
   }
+  await createDeltaFile(`${directory}/${DELTA_FILE_NAME}`, header);
   const indexFile = await Deno.open(tempPath, {
     read: true,
     write: true,
@@ -1637,6 +2068,29 @@ async function create(directory: string, lock: Deno.FsFile, header: Header): Pro
 }
 
 /**
+ * Creates `delta.blk` with every packed delta record free (zero), durably:
+ * for a new store, or when a store of an older version is opened (whatever
+ * such a file held then is left over from an interrupted upgrade). The
+ * caller makes the directory entry durable.
+ */
+async function createDeltaFile(deltaPath: string, header: Header): Promise<void> {
+  const deltaFile = await Deno.open(deltaPath, {
+    read: true,
+    write: true,
+    create: true,
+    truncate: true,
+    mode: STORE_FILE_MODE,
+  });
+  try {
+    const records = deltaRecordCount(header.blockSizeBytes, header.numSlots);
+    preallocate(deltaPath, 0, records * header.recordSizeBytes);
+    await deltaFile.sync();
+  } finally {
+    deltaFile.close();
+  }
+}
+
+/**
  * Reads the header. Of two valid copies that disagree, the one with more
  * slots wins: `grow` extends the files before it writes either copy, and
  * `shrink` cuts them only after it wrote both. `agree` is false when a copy
@@ -1645,7 +2099,7 @@ async function create(directory: string, lock: Deno.FsFile, header: Header): Pro
 function readHeader(
   indexFile: Deno.FsFile,
   indexPath: string,
-): { header: Header; agree: boolean } {
+): { header: Header; agree: boolean; version: number } {
   const region = new Uint8Array(INDEX_HEADER_REGION_BYTES);
   try {
     readFully(indexFile, 0, region, indexPath);
@@ -1655,7 +2109,7 @@ function readHeader(
   const copies = HEADER_COPY_OFFSETS_BYTES.map((offset) =>
     region.subarray(offset, offset + HEADER_COPY_SIZE_BYTES)
   );
-  let best: Header | undefined;
+  let best: (Header & { version: number }) | undefined;
   for (const copy of copies) {
     const header = decodeHeader(copy, indexPath);
     if (header && (!best || header.numSlots > best.numSlots)) best = header;
@@ -1665,9 +2119,10 @@ function readHeader(
       `Cannot open ${indexPath}: both copies of its header are damaged (not a Torus block store index?)`,
     );
   }
-  const encoded = encodeHeader(best);
+  const { version, ...header } = best;
+  const encoded = encodeHeader(header);
   const agree = copies.every((copy) => copy.every((byte, i) => byte === encoded[i]));
-  return { header: best, agree };
+  return { header, agree, version };
 }
 
 /**
@@ -1679,6 +2134,7 @@ async function fitFiles(
   directory: string,
   dataFile: Deno.FsFile,
   indexFile: Deno.FsFile,
+  deltaFile: Deno.FsFile,
   header: Header,
 ): Promise<void> {
   const files = [
@@ -1687,6 +2143,11 @@ async function fitFiles(
       indexFile,
       INDEX_FILE_NAME,
       INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes,
+    ],
+    [
+      deltaFile,
+      DELTA_FILE_NAME,
+      deltaRecordCount(header.blockSizeBytes, header.numSlots) * header.recordSizeBytes,
     ],
   ] as const;
   for (const [file, name, expected] of files) {
@@ -1707,12 +2168,18 @@ interface Layout {
   directory: string;
   dataFile: Deno.FsFile;
   indexFile: Deno.FsFile;
+  deltaFile: Deno.FsFile;
   header: Header;
   dataPath: string;
   indexPath: string;
+  deltaPath: string;
 }
 
 interface Scan {
+  /**
+   * The stored blocks. `slot` is a slot for a record of `index.blk`, and
+   * `-1 - r` for record `r` of `delta.blk` (a packed delta).
+   */
   entries: Map<string, Entry>;
   /** Sector CRCs of every slot, from the records (`sectorsPerBlock` per slot). */
   crcs: Uint32Array;
@@ -1720,88 +2187,244 @@ interface Scan {
   lenders: Int32Array;
   /** Deltas: their owned-sector bitmaps, `ownedWords` per slot. */
   owned: Uint32Array;
+  /** The same three for the records of `delta.blk`. */
+  deltaCrcs: Uint32Array;
+  deltaLenders: Int32Array;
+  deltaOwned: Uint32Array;
+  /** Packed deltas: the data-file sector holding each owned sector, `sectorsPerBlock` per record. */
+  heapSectors: Uint32Array;
+  /** Packed deltas stored. */
+  packedCount: number;
   /** The next generation to write: one more than the highest seen. */
   generation: number;
 }
 
+/** A record that passed its checks, before duplicates and heap claims are settled. */
+interface Candidate {
+  key: string;
+  ref: BlockRef;
+  generation: number;
+  /** A slot, or `-1 - r` for record `r` of `delta.blk`. */
+  place: number;
+}
+
 /**
- * Loads the index: every record that passes its CRC is a stored block; every
- * other record is a free slot. When two records claim one ref (a crash while
- * shrinking, or while a deleted ref was rewritten elsewhere), the higher
- * generation wins and the other record is zeroed, durably, before the store
- * is used.
+ * Calls `visit` for every record of a file that has a generation (not a
+ * free record), reading `count` records from `startBytes` in chunks.
  */
-async function scanIndex(layout: Layout): Promise<Scan> {
-  const { header, indexFile, indexPath } = layout;
-  const recordSize = header.recordSizeBytes;
-  const crcOffset = recordCrcOffsetBytes(header.blockSizeBytes);
-  const entries = new Map<string, Entry>();
-  const sectors = header.blockSizeBytes / header.sectorSizeBytes;
-  const crcs = new Uint32Array(header.numSlots * sectors);
-  const words = ownedWords(header.blockSizeBytes);
-  const lenders = new Int32Array(header.numSlots).fill(-1);
-  const owned = new Uint32Array(header.numSlots * words);
-  const extension = recordExtensionOffsetBytes(header.blockSizeBytes);
-  const generations = new Map<string, number>();
-  const losers: number[] = [];
-  let maxGeneration = 0;
+function forEachRecord(
+  file: Deno.FsFile,
+  path: string,
+  startBytes: number,
+  count: number,
+  recordSize: number,
+  visit: (index: number, record: Uint8Array, view: DataView) => void,
+): void {
   const recordsPerChunk = Math.max(1, Math.floor(INDEX_SCAN_CHUNK_BYTES / recordSize));
-  const chunk = new Uint8Array(recordsPerChunk * recordSize);
-  for (let firstSlot = 0; firstSlot < header.numSlots; firstSlot += recordsPerChunk) {
-    const count = Math.min(recordsPerChunk, header.numSlots - firstSlot);
-    const bytes = chunk.subarray(0, count * recordSize);
-    readFully(indexFile, INDEX_HEADER_REGION_BYTES + firstSlot * recordSize, bytes, indexPath);
+  const chunk = new Uint8Array(Math.min(recordsPerChunk, Math.max(1, count)) * recordSize);
+  for (let first = 0; first < count; first += recordsPerChunk) {
+    const n = Math.min(recordsPerChunk, count - first);
+    const bytes = chunk.subarray(0, n * recordSize);
+    readFully(file, startBytes + first * recordSize, bytes, path);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < n; i++) {
       const at = i * recordSize;
       const low = view.getUint32(at + RECORD_GENERATION_OFFSET_BYTES, true);
       const high = view.getUint32(at + RECORD_GENERATION_OFFSET_BYTES + 4, true);
       if (low === 0 && high === 0) continue; // generation 0: a free record
-      const slot = firstSlot + i;
       const record = bytes.subarray(at, at + recordSize);
-      const crc = recordCrc(record, crcOffset, slot);
-      if (crc !== view.getUint32(at + crcOffset, true)) continue; // torn or damaged: free
-      if (!extensionValid(record, header.blockSizeBytes)) continue; // torn: free
-      const lender = view.getUint32(at + extension, true) - 1;
-      if (lender >= header.numSlots || lender === slot) continue; // cannot be: free
-      let ref: BlockRef;
-      let generation: number;
-      try {
-        ref = BlockRef.fromBytes(bytes, at + RECORD_REF_OFFSET_BYTES);
-        generation = readU64(view, at + RECORD_GENERATION_OFFSET_BYTES);
-      } catch {
-        continue; // passes its CRC yet does not decode: treat as free
-      }
-      maxGeneration = Math.max(maxGeneration, generation);
-      const key = ref.key();
-      const other = entries.get(key);
-      if (other) {
-        if (generations.get(key)! >= generation) {
-          losers.push(slot);
-          continue;
-        }
-        losers.push(other.slot);
-        lenders[other.slot] = -1;
-      }
-      entries.set(key, { ref, slot });
-      generations.set(key, generation);
+      visit(first + i, record, new DataView(record.buffer, record.byteOffset, recordSize));
+    }
+  }
+}
+
+/**
+ * Loads the index: every record of `index.blk` and `delta.blk` that passes
+ * its checks is a stored block; every other record is free. When two
+ * records claim one ref (a crash while shrinking, merging, or moving a
+ * block), the higher generation wins. A packed delta whose heap sectors lie
+ * in a slot a winning record uses, or that a newer packed delta claims, was
+ * moved or deleted before the crash (heap sectors are reused only once
+ * freed): it loses too, and the duplicates it had beaten are judged again.
+ * Losing records are zeroed, durably, before the store is used.
+ */
+async function scanIndex(layout: Layout): Promise<Scan> {
+  const { header, indexFile, indexPath, deltaFile, deltaPath } = layout;
+  const recordSize = header.recordSizeBytes;
+  const blockSize = header.blockSizeBytes;
+  const crcOffset = recordCrcOffsetBytes(blockSize);
+  const sectors = blockSize / header.sectorSizeBytes;
+  const words = ownedWords(blockSize);
+  const extension = recordExtensionOffsetBytes(blockSize);
+  const placement = placementOffsetBytes(blockSize);
+  const numDeltas = deltaRecordCount(blockSize, header.numSlots);
+  const packedMax = packedDeltaSectorsMax(blockSize);
+  const heapSectorCount = header.numSlots * sectors;
+  const crcs = new Uint32Array(header.numSlots * sectors);
+  const lenders = new Int32Array(header.numSlots).fill(-1);
+  const owned = new Uint32Array(header.numSlots * words);
+  const deltaCrcs = new Uint32Array(numDeltas * sectors);
+  const deltaLenders = new Int32Array(numDeltas).fill(-1);
+  const deltaOwned = new Uint32Array(numDeltas * words);
+  const heapSectors = new Uint32Array(numDeltas * sectors).fill(NO_HEAP_SECTOR);
+  const candidates: Candidate[] = [];
+  let maxGeneration = 0;
+
+  /** Decodes the common part of a record that passed its CRCs; false when it cannot be. */
+  const decode = (record: Uint8Array, view: DataView, place: number): boolean => {
+    let ref: BlockRef;
+    let generation: number;
+    try {
+      ref = BlockRef.fromBytes(record, RECORD_REF_OFFSET_BYTES);
+      generation = readU64(view, RECORD_GENERATION_OFFSET_BYTES);
+    } catch {
+      return false; // passes its CRC yet does not decode: treat as free
+    }
+    maxGeneration = Math.max(maxGeneration, generation);
+    candidates.push({ key: ref.key(), ref, generation, place });
+    return true;
+  };
+
+  forEachRecord(
+    indexFile,
+    indexPath,
+    INDEX_HEADER_REGION_BYTES,
+    header.numSlots,
+    recordSize,
+    (slot, record, view) => {
+      if (recordCrc(record, crcOffset, slot) !== view.getUint32(crcOffset, true)) return; // torn: free
+      if (!extensionValid(record, blockSize)) return; // torn: free
+      const lender = view.getUint32(extension, true) - 1;
+      if (lender >= header.numSlots || lender === slot) return; // cannot be: free
+      if (!decode(record, view, slot)) return;
       for (let j = 0; j < sectors; j++) {
-        crcs[slot * sectors + j] = view.getUint32(at + RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
+        crcs[slot * sectors + j] = view.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
       }
       lenders[slot] = lender;
       for (let w = 0; w < words && lender >= 0; w++) {
-        owned[slot * words + w] = view.getUint32(at + extension + 4 + 4 * w, true);
+        owned[slot * words + w] = view.getUint32(extension + 4 + 4 * w, true);
+      }
+    },
+  );
+
+  forEachRecord(deltaFile, deltaPath, 0, numDeltas, recordSize, (r, record, view) => {
+    const place = deltaRecordPlace(r);
+    if (recordCrc(record, crcOffset, place) !== view.getUint32(crcOffset, true)) return;
+    const lender = view.getUint32(extension, true) - 1;
+    if (lender < 0 || lender >= header.numSlots) return; // a packed delta always borrows
+    if (!extensionValid(record, blockSize)) return;
+    let count = 0;
+    for (let w = 0; w < words; w++) {
+      count += popcount32(view.getUint32(extension + 4 + 4 * w, true));
+    }
+    if (count > packedMax || !placementValid(record, blockSize, count)) return;
+    let k = 0;
+    for (let i = 0; i < sectors; i++) {
+      if (((view.getUint32(extension + 4 + 4 * (i >>> 5), true) >>> (i & 31)) & 1) === 0) continue;
+      const sector = view.getUint32(placement + 4 * k++, true);
+      if (sector >= heapSectorCount) return; // cannot be: free
+    }
+    if (!decode(record, view, -1 - r)) return;
+    for (let j = 0; j < sectors; j++) {
+      deltaCrcs[r * sectors + j] = view.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
+    }
+    deltaLenders[r] = lender;
+    k = 0;
+    for (let w = 0; w < words; w++) {
+      deltaOwned[r * words + w] = view.getUint32(extension + 4 + 4 * w, true);
+    }
+    for (let i = 0; i < sectors; i++) {
+      if (((deltaOwned[r * words + (i >>> 5)]! >>> (i & 31)) & 1) === 0) continue;
+      heapSectors[r * sectors + i] = view.getUint32(placement + 4 * k++, true);
+    }
+  });
+
+  // Settle duplicates and heap claims; a packed delta that loses its heap
+  // sectors drops out, and the duplicates it had beaten are judged again.
+  const excluded = new Set<number>();
+  let winners: Map<string, Candidate>;
+  for (;;) {
+    winners = new Map();
+    for (const candidate of candidates) {
+      if (excluded.has(candidate.place)) continue;
+      const best = winners.get(candidate.key);
+      if (best === undefined || candidate.generation > best.generation) {
+        winners.set(candidate.key, candidate);
       }
     }
-  }
-  if (losers.length > 0) {
-    const zero = new Uint8Array(recordSize);
-    for (const slot of losers) {
-      writeFully(indexFile, INDEX_HEADER_REGION_BYTES + slot * recordSize, zero, indexPath);
+    const used = new Uint8Array(header.numSlots);
+    const packed: Candidate[] = [];
+    for (const winner of winners.values()) {
+      if (winner.place >= 0) {
+        used[winner.place] = 1;
+        const lender = lenders[winner.place]!;
+        if (lender >= 0) used[lender] = 1;
+      } else {
+        used[deltaLenders[-1 - winner.place]!] = 1;
+        packed.push(winner);
+      }
     }
-    await indexFile.syncData();
+    packed.sort((a, b) => b.generation - a.generation);
+    const claimed = new Set<number>();
+    const before = excluded.size;
+    for (const winner of packed) {
+      const r = -1 - winner.place;
+      const mine: number[] = [];
+      for (let i = 0; i < sectors; i++) {
+        const sector = heapSectors[r * sectors + i]!;
+        if (sector === NO_HEAP_SECTOR) continue;
+        if (used[Math.floor(sector / sectors)] || claimed.has(sector) || mine.includes(sector)) {
+          excluded.add(winner.place);
+          break;
+        }
+        mine.push(sector);
+      }
+      if (!excluded.has(winner.place)) { for (const sector of mine) claimed.add(sector); }
+    }
+    if (excluded.size === before) break;
   }
-  return { entries, crcs, lenders, owned, generation: maxGeneration + 1 };
+
+  const entries = new Map<string, Entry>();
+  const loserSlots: number[] = [];
+  const loserRecords: number[] = [];
+  const winning = new Set<Candidate>(winners.values());
+  for (const candidate of candidates) {
+    if (winning.has(candidate)) {
+      entries.set(candidate.key, { ref: candidate.ref, slot: candidate.place });
+      continue;
+    }
+    if (candidate.place >= 0) {
+      loserSlots.push(candidate.place);
+      lenders[candidate.place] = -1;
+    } else {
+      const r = -1 - candidate.place;
+      loserRecords.push(r);
+      deltaLenders[r] = -1;
+      deltaOwned.fill(0, r * words, (r + 1) * words);
+      heapSectors.fill(NO_HEAP_SECTOR, r * sectors, (r + 1) * sectors);
+    }
+  }
+  const zero = new Uint8Array(recordSize);
+  for (const slot of loserSlots) {
+    writeFully(indexFile, INDEX_HEADER_REGION_BYTES + slot * recordSize, zero, indexPath);
+  }
+  if (loserSlots.length > 0) await indexFile.syncData();
+  for (const r of loserRecords) writeFully(deltaFile, r * recordSize, zero, deltaPath);
+  if (loserRecords.length > 0) await deltaFile.syncData();
+  let packedCount = 0;
+  for (const entry of entries.values()) if (entry.slot < 0) packedCount++;
+  return {
+    entries,
+    crcs,
+    lenders,
+    owned,
+    deltaCrcs,
+    deltaLenders,
+    deltaOwned,
+    heapSectors,
+    packedCount,
+    generation: maxGeneration + 1,
+  };
 }
 
 /**
@@ -1811,13 +2434,21 @@ async function scanIndex(layout: Layout): Promise<Scan> {
  * leaves the old size, and `fitFiles` cuts the extra bytes.
  */
 async function grow(layout: Layout, numSlots: number): Promise<void> {
-  const { header, dataFile, indexFile, dataPath, indexPath } = layout;
+  const { header, dataFile, indexFile, deltaFile, dataPath, indexPath, deltaPath } = layout;
   const oldData = header.numSlots * header.blockSizeBytes;
   preallocate(dataPath, oldData, numSlots * header.blockSizeBytes - oldData);
   await dataFile.sync();
   const oldIndex = INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes;
   preallocate(indexPath, oldIndex, (numSlots - header.numSlots) * header.recordSizeBytes);
   await indexFile.sync();
+  const oldDeltas = deltaRecordCount(header.blockSizeBytes, header.numSlots);
+  const newDeltas = deltaRecordCount(header.blockSizeBytes, numSlots);
+  preallocate(
+    deltaPath,
+    oldDeltas * header.recordSizeBytes,
+    (newDeltas - oldDeltas) * header.recordSizeBytes,
+  );
+  await deltaFile.sync();
   await writeHeaders(indexFile, { ...header, numSlots }, indexPath);
 }
 
@@ -1832,8 +2463,14 @@ async function grow(layout: Layout, numSlots: number): Promise<void> {
  * @throws {TorusError} when the stored blocks do not fit in `numSlots`.
  */
 async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<number> {
-  const { directory, header, dataFile, indexFile, dataPath, indexPath } = layout;
+  const { directory, header, dataFile, indexFile, deltaFile, dataPath, indexPath } = layout;
   const { entries } = scan;
+  if (scan.packedCount > 0) {
+    // Their records and heap sectors would have to move with them.
+    throw new TorusError(
+      `Cannot open block store in ${directory} with room for ${numSlots} blocks: ${scan.packedCount} blocks are stored as packed copies of others (open it at its size and let garbage collection run first, or use a larger size)`,
+    );
+  }
   if (entries.size > numSlots) {
     throw new TorusError(
       `Cannot open block store in ${directory} with room for ${numSlots} blocks: it holds ${entries.size} blocks (use a larger size, or delete data first)`,
@@ -1891,5 +2528,8 @@ async function shrink(layout: Layout, scan: Scan, numSlots: number): Promise<num
   await dataFile.sync();
   await indexFile.truncate(INDEX_HEADER_REGION_BYTES + numSlots * recordSize);
   await indexFile.sync();
+  // Every record of delta.blk is free (no packed delta is stored).
+  await deltaFile.truncate(deltaRecordCount(blockSize, numSlots) * recordSize);
+  await deltaFile.sync();
   return generation;
 }

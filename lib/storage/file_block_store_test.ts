@@ -16,11 +16,13 @@ import {
 import {
   DATA_FILE_NAME,
   DATA_WRITE_PIECE_BYTES,
+  DELTA_FILE_NAME,
   FileBlockStore,
   INDEX_FILE_NAME,
   INDEX_HEADER_REGION_BYTES,
   INDEX_MAGIC,
   indexRecordSizeBytes,
+  packedDeltaSectorsMax,
 } from "./file_block_store.ts";
 
 const BLOCK = 16384;
@@ -481,89 +483,98 @@ Deno.test("FileBlockStore: of two records for one ref, the higher generation win
   });
 });
 
-Deno.test("FileBlockStore: flushed blocks survive kill -9 and nothing reads as wrong bytes", async () => {
-  await withTempDir(async (directory) => {
-    const blockSizeBytes = 16384;
-    const numBlocks = 200;
-    const flushed = 120;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./_crash_writer.ts", import.meta.url).pathname,
-        directory,
-        String(blockSizeBytes),
-        String(numBlocks),
-        String(flushed),
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let output = "";
-    try {
-      while (!/^FLUSHED \d+$/m.test(output)) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`The crash writer exited early; it printed: ${output}`);
-        output += value;
-      }
-      assertNode.match(output, new RegExp(`^FLUSHED ${flushed}$`, "m"));
-      // The writer holds the store: this process cannot open it too.
-      await assertNode.rejects(open(directory, numBlocks), /in use by another process/);
-      // Let it churn unflushed writes, patches and deletes, then kill it mid-flight.
-      await new Promise((resolve) => setTimeout(resolve, 400));
-    } finally {
-      child.kill("SIGKILL");
-      await reader.cancel();
-    }
-    const status = await child.status;
-    assertNode.equal(status.signal, "SIGKILL");
+for (const blockSizeBytes of [16384, 65536]) {
+  Deno.test(
+    `FileBlockStore: flushed blocks survive kill -9 and nothing reads as wrong bytes (${
+      blockSizeBytes / 1024
+    } KiB blocks: ${packedDeltaSectorsMax(blockSizeBytes) > 0 ? "packed " : ""}deltas)`,
+    async () => {
+      await withTempDir(async (directory) => {
+        const numBlocks = 200;
+        const flushed = 120;
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            new URL("./_crash_writer.ts", import.meta.url).pathname,
+            directory,
+            String(blockSizeBytes),
+            String(numBlocks),
+            String(flushed),
+          ],
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let output = "";
+        try {
+          while (!/^FLUSHED \d+$/m.test(output)) {
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`The crash writer exited early; it printed: ${output}`);
+            output += value;
+          }
+          assertNode.match(output, new RegExp(`^FLUSHED ${flushed}$`, "m"));
+          // The writer holds the store: this process cannot open it too.
+          await assertNode.rejects(
+            open(directory, numBlocks, blockSizeBytes),
+            /in use by another process/,
+          );
+          // Let it churn unflushed writes, patches and deletes, then kill it mid-flight.
+          await new Promise((resolve) => setTimeout(resolve, 400));
+        } finally {
+          child.kill("SIGKILL");
+          await reader.cancel();
+        }
+        const status = await child.status;
+        assertNode.equal(status.signal, "SIGKILL");
 
-    const store = await open(directory, numBlocks);
-    let churned = 0;
-    let corrupt = 0;
-    for (let n = 0; n < flushed; n++) {
-      if (n % CRASH_DELETE_EVERY === 0) {
-        await assertNode.rejects(store.readBlock(crashRef(n)), BlockNotFoundError);
-        continue;
-      }
-      const [written, patched] = crashExpected(n, blockSizeBytes);
-      const want = crashFlushedPatched(n) ? patched : written;
-      const { data, sectorCrcs: crcs } = await store.readBlock(crashRef(n));
-      assertNode.deepEqual(data, want, `flushed block ${n}`);
-      assertNode.deepEqual(crcs, sectorCrcs(want, blockSizeBytes));
-    }
-    for (const r of store.blockRefs()) {
-      const n = r.index - 1;
-      if (n < flushed) continue;
-      churned++;
-      try {
-        const { data } = await store.readBlock(r);
-        const [written, patched] = crashExpected(n, blockSizeBytes);
-        assertNode.ok(
-          equalBytes(data, written) || equalBytes(data, patched),
-          `unflushed block ${n} reads as wrong bytes`,
-        );
-      } catch (error) {
-        if (!(error instanceof BlockCorruptError)) throw error;
-        corrupt++;
-      }
-    }
-    assertNode.ok(churned > 0, "the writer churned no block before it was killed");
-    assertNode.ok(corrupt <= churned);
-    // The store is usable: a delete, a write and a reopen keep it consistent.
-    const victim = store.blockRefs().find((r) => r.index - 1 >= flushed)!;
-    await store.deleteBlock(victim);
-    await store.writeBlock(ref(1), new Uint8Array([1]));
-    const used = store.usedBlocks();
-    await store.close();
-    const again = await open(directory, numBlocks);
-    assertNode.equal(again.usedBlocks(), used);
-    assertNode.equal(await again.hasBlock(victim), false);
-    assertNode.equal((await again.readBlock(ref(1))).data[0], 1);
-    await again.close();
-  });
-});
+        const store = await open(directory, numBlocks, blockSizeBytes);
+        let churned = 0;
+        let corrupt = 0;
+        for (let n = 0; n < flushed; n++) {
+          if (n % CRASH_DELETE_EVERY === 0) {
+            await assertNode.rejects(store.readBlock(crashRef(n)), BlockNotFoundError);
+            continue;
+          }
+          const [written, patched] = crashExpected(n, blockSizeBytes);
+          const want = crashFlushedPatched(n) ? patched : written;
+          const { data, sectorCrcs: crcs } = await store.readBlock(crashRef(n));
+          assertNode.deepEqual(data, want, `flushed block ${n}`);
+          assertNode.deepEqual(crcs, sectorCrcs(want, blockSizeBytes));
+        }
+        for (const r of store.blockRefs()) {
+          const n = r.index - 1;
+          if (n < flushed) continue;
+          churned++;
+          try {
+            const { data } = await store.readBlock(r);
+            const [written, patched] = crashExpected(n, blockSizeBytes);
+            assertNode.ok(
+              equalBytes(data, written) || equalBytes(data, patched),
+              `unflushed block ${n} reads as wrong bytes`,
+            );
+          } catch (error) {
+            if (!(error instanceof BlockCorruptError)) throw error;
+            corrupt++;
+          }
+        }
+        assertNode.ok(churned > 0, "the writer churned no block before it was killed");
+        assertNode.ok(corrupt <= churned);
+        // The store is usable: a delete, a write and a reopen keep it consistent.
+        const victim = store.blockRefs().find((r) => r.index - 1 >= flushed)!;
+        await store.deleteBlock(victim);
+        await store.writeBlock(ref(1), new Uint8Array([1]));
+        const used = store.usedBlocks();
+        await store.close();
+        const again = await open(directory, numBlocks, blockSizeBytes);
+        assertNode.equal(again.usedBlocks(), used);
+        assertNode.equal(await again.hasBlock(victim), false);
+        assertNode.equal((await again.readBlock(ref(1))).data[0], 1);
+        await again.close();
+      });
+    },
+  );
+}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
@@ -588,7 +599,7 @@ function patched(base: Uint8Array, offset: number, data: Uint8Array): Uint8Array
 async function assertBlock(store: BlockStore, target: BlockRef, want: Uint8Array): Promise<void> {
   assertNode.deepEqual((await store.readBlock(target)).data, want, `${target}`);
   // Sector by sector too, through the caller's-buffer path.
-  for (let at = 0; at < BLOCK; at += SECTOR) {
+  for (let at = 0; at < want.length; at += SECTOR) {
     const into = new Uint8Array(SECTOR);
     await store.readBlock(target, { offsetBytes: at, lengthBytes: SECTOR }, undefined, into);
     assertNode.deepEqual(into, want.subarray(at, at + SECTOR), `${target} at ${at}`);
@@ -831,28 +842,39 @@ Deno.test("FileBlockStore: shrinking is refused while a lent slot lies beyond th
   });
 });
 
-Deno.test("FileBlockStore: a version 1 store opens, keeps its blocks and becomes version 2", async () => {
-  await withTempDir(async (directory) => {
-    let store = await open(directory, 4);
-    await store.writeBlock(ref(1), filled(1));
-    await store.close();
-    const indexPath = `${directory}/${INDEX_FILE_NAME}`;
-    for (const offset of [0, 512]) {
-      await patchFile(indexPath, offset, 36, (header) => {
-        const view = new DataView(header.buffer);
-        assertNode.equal(view.getUint32(8, true), 2);
-        view.setUint32(8, 1, true);
-        view.setUint32(32, crc32(header.subarray(0, 32)), true);
-      });
-    }
-    store = await open(directory, 4);
-    await assertBlock(store, ref(1), filled(1));
-    await store.close();
-    const header = await Deno.readFile(indexPath);
-    assertNode.equal(new DataView(header.buffer).getUint32(8, true), 2);
-    assertNode.equal(new DataView(header.buffer).getUint32(512 + 8, true), 2);
+for (const version of [1, 2]) {
+  Deno.test(`FileBlockStore: a version ${version} store opens, keeps its blocks and becomes version 3`, async () => {
+    await withTempDir(async (directory) => {
+      const blockBytes = 64 * 1024;
+      let store = await open(directory, 4, blockBytes);
+      await store.writeBlock(ref(1), filled(1, blockBytes));
+      await store.close();
+      // What the older version left: its header, and no delta.blk.
+      const indexPath = `${directory}/${INDEX_FILE_NAME}`;
+      for (const offset of [0, 512]) {
+        await patchFile(indexPath, offset, 36, (header) => {
+          const view = new DataView(header.buffer);
+          assertNode.equal(view.getUint32(8, true), 3);
+          view.setUint32(8, version, true);
+          view.setUint32(32, crc32(header.subarray(0, 32)), true);
+        });
+      }
+      await Deno.remove(`${directory}/${DELTA_FILE_NAME}`);
+      store = await open(directory, 4, blockBytes);
+      await assertBlock(store, ref(1), filled(1, blockBytes));
+      // It makes packed deltas at once.
+      await store.copyBlock(ref(1), ref(2), 0, filled(2, 8));
+      assertNode.equal(store.usedBlocks(), 2);
+      await store.close();
+      const header = await Deno.readFile(indexPath);
+      assertNode.equal(new DataView(header.buffer).getUint32(8, true), 3);
+      assertNode.equal(new DataView(header.buffer).getUint32(512 + 8, true), 3);
+      store = await open(directory, 4, blockBytes);
+      await assertBlock(store, ref(2), patched(filled(1, blockBytes), 0, filled(2, 8)));
+      await store.close();
+    });
   });
-});
+}
 
 /**
  * Random copies, patches, whole writes, deletes, flushes and reopens on a
@@ -874,6 +896,7 @@ async function differential(
     let file = await open(directory, numBlocks, blockBytes);
     const same = (what: string, op: (store: BlockStore) => Promise<unknown>) =>
       assertSameOutcome(what, file, memory, op);
+    let packedSeen = false;
     for (let step = 0; step < steps; step++) {
       const target = ref(prng.nextInt(refs));
       const choice = prng.nextInt(20);
@@ -897,9 +920,14 @@ async function differential(
         await file.close();
         file = await open(directory, numBlocks, blockBytes);
       }
-      assertNode.ok(file.usedBlocks() >= memory.usedBlocks());
-      assertNode.ok(file.usedBlocks() <= memory.usedBlocks() + file.deltaBlocks());
+      // A packed delta takes no slot; a delta keeps at most one more slot
+      // (its lender) in use, a packed one at most half a heap slot more.
+      assertNode.ok(file.usedBlocks() >= memory.usedBlocks() - file.deltaBlocks());
+      assertNode.ok(file.usedBlocks() <= memory.usedBlocks() + 2 * file.deltaBlocks());
+      packedSeen ||= file.usedBlocks() < memory.usedBlocks();
     }
+    // Blocks of 16 KiB or less make no packed deltas; larger ones do.
+    assertNode.equal(packedSeen, packedDeltaSectorsMax(blockBytes) > 0);
     await file.flush();
     for (const r of memory.blockRefs()) await same(`final ${r}`, (s) => s.readBlock(r));
     assertNode.deepEqual(
@@ -920,4 +948,229 @@ Deno.test("FileBlockStore: the same with blocks longer than a write piece and co
   // and long runs are copied by copy_file_range, short ones through memory.
   assertNode.ok(256 * 1024 > DATA_WRITE_PIECE_BYTES);
   await differential(256 * 1024, 300, 96 * 1024, 0x64b10c);
+});
+
+Deno.test("FileBlockStore: the same with 64 KiB blocks: packed deltas, deltas with slots, and moves between them", async () => {
+  // A packed delta of 64 KiB blocks owns at most 3 sectors, a delta with a
+  // slot at most 8: patches of up to 5 sectors cross both limits.
+  assertNode.equal(packedDeltaSectorsMax(64 * 1024), 3);
+  await differential(64 * 1024, 1500, 20 * 1024, 0x64c0de);
+});
+
+// ---------------------------------------------------------------------------
+// Packed deltas: copies of a few sectors that take no slot of their own
+
+/** 64 KiB blocks: 16 sectors, a packed delta owns at most 3, a delta with a slot at most 8. */
+const PACKED_BLOCK = 64 * 1024;
+
+function openPacked(directory: string, numBlocks: number) {
+  return open(directory, numBlocks, PACKED_BLOCK);
+}
+
+Deno.test("FileBlockStore: copies of a few sectors are packed deltas sharing one heap slot", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 6);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 5 * SECTOR + 7, filled(2, 8));
+    // ref 1, and the heap slot holding ref 2's one sector.
+    assertNode.equal(store.usedBlocks(), 2);
+    await store.copyBlock(ref(1), ref(3), 0, filled(3, 2 * SECTOR));
+    await store.copyBlock(ref(2), ref(4), 15 * SECTOR, filled(4, SECTOR)); // a copy of a packed delta
+    assertNode.equal(store.usedBlocks(), 2);
+    assertNode.equal(store.deltaBlocks(), 3);
+    const want2 = patched(base, 5 * SECTOR + 7, filled(2, 8));
+    const want3 = patched(base, 0, filled(3, 2 * SECTOR));
+    const want4 = patched(want2, 15 * SECTOR, filled(4, SECTOR));
+    for (let round = 0; round < 2; round++) {
+      await assertBlock(store, ref(1), base);
+      await assertBlock(store, ref(2), want2);
+      await assertBlock(store, ref(3), want3);
+      await assertBlock(store, ref(4), want4);
+      await store.close();
+      store = await openPacked(directory, 6);
+      assertNode.equal(store.usedBlocks(), 2);
+      assertNode.equal(store.deltaBlocks(), 3);
+    }
+    // Deleting them frees the heap slot.
+    for (const i of [2, 3, 4]) await store.deleteBlock(ref(i));
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+    store = await openPacked(directory, 6);
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a packed delta that outgrows its record moves to a slot: a delta there, or whole", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 6);
+    let want = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), want);
+    await store.writeBlock(ref(9), filled(9, PACKED_BLOCK));
+    const patch = async (target: BlockRef, sector: number, seed: number) => {
+      await store.writeBlockRange(target, sector * SECTOR + 1, filled(seed, 10));
+    };
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 10));
+    want = patched(want, 0, filled(2, 10));
+    for (const sector of [1, 2, 1]) {
+      await patch(ref(2), sector, 20 + sector);
+      want = patched(want, sector * SECTOR + 1, filled(20 + sector, 10));
+    }
+    assertNode.equal(store.usedBlocks(), 3); // refs 1 and 9, and the heap slot
+    await patch(ref(2), 3, 23); // a fourth sector: a delta with a slot of its own
+    want = patched(want, 3 * SECTOR + 1, filled(23, 10));
+    assertNode.equal(store.usedBlocks(), 3); // the heap slot was freed
+    assertNode.equal(store.deltaBlocks(), 1);
+    await assertBlock(store, ref(2), want);
+    // A packed delta that would own more than half the block becomes whole.
+    const nine = filled(9, PACKED_BLOCK);
+    await store.copyBlock(ref(9), ref(3), 0, filled(3, SECTOR));
+    await store.writeBlockRange(ref(3), SECTOR + 1, filled(30, 8 * SECTOR));
+    const want3 = patched(patched(nine, 0, filled(3, SECTOR)), SECTOR + 1, filled(30, 8 * SECTOR));
+    assertNode.equal(store.deltaBlocks(), 1);
+    await assertBlock(store, ref(3), want3);
+    await store.close();
+    store = await openPacked(directory, 6);
+    await assertBlock(store, ref(2), want);
+    await assertBlock(store, ref(3), want3);
+    assertNode.equal(store.usedBlocks(), 4);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a packed delta is merged into its deleted lender's slot, freeing its heap sectors", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 4);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 3 * SECTOR, filled(2, 2 * SECTOR));
+    await store.flush();
+    await store.deleteBlock(ref(1));
+    assertNode.equal(store.usedBlocks(), 2); // the lent slot and the heap slot
+    await store.flush();
+    assertNode.equal(store.deltaBlocks(), 0);
+    assertNode.equal(store.usedBlocks(), 1);
+    const want = patched(base, 3 * SECTOR, filled(2, 2 * SECTOR));
+    await assertBlock(store, ref(2), want);
+    await store.close();
+    store = await openPacked(directory, 4);
+    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.equal(store.deltaBlocks(), 0);
+    await assertBlock(store, ref(2), want);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: when the packed delta records run out, copies take slots of their own", async () => {
+  await withTempDir(async (directory) => {
+    // 4 slots: 2 packed delta records.
+    const store = await openPacked(directory, 4);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    for (const i of [2, 3]) await store.copyBlock(ref(1), ref(i), 0, filled(i, 8));
+    assertNode.equal(store.usedBlocks(), 2);
+    await store.copyBlock(ref(1), ref(4), 0, filled(4, 8));
+    assertNode.equal(store.usedBlocks(), 3);
+    assertNode.equal(store.deltaBlocks(), 3);
+    for (const i of [2, 3, 4]) await assertBlock(store, ref(i), patched(base, 0, filled(i, 8)));
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a packed delta that needs a slot when none is free fails with OutOfSpaceError and keeps its bytes", async () => {
+  await withTempDir(async (directory) => {
+    const store = await openPacked(directory, 2);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 3 * SECTOR));
+    assertNode.equal(store.usedBlocks(), 2);
+    await assertNode.rejects(
+      store.writeBlockRange(ref(2), 10 * SECTOR, filled(3, 8)),
+      OutOfSpaceError,
+    );
+    await assertBlock(store, ref(2), patched(base, 0, filled(2, 3 * SECTOR)));
+    // Within the sectors it owns, it still writes.
+    await store.writeBlockRange(ref(2), SECTOR, filled(4, 8));
+    await assertBlock(
+      store,
+      ref(2),
+      patched(patched(base, 0, filled(2, 3 * SECTOR)), SECTOR, filled(4, 8)),
+    );
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a packed delta record with a torn placement frees that record only", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 6);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 8)); // record 0 of delta.blk
+    await store.copyBlock(ref(1), ref(3), 0, filled(3, 8)); // record 1
+    await store.close();
+    const recordSize = indexRecordSizeBytes(PACKED_BLOCK);
+    // The last bytes of record 0: its placement and the placement CRC.
+    await patchFile(`${directory}/${DELTA_FILE_NAME}`, recordSize - 24, 24, (bytes) => {
+      assertNode.ok(bytes.some((b) => b !== 0));
+      bytes[bytes.findIndex((b) => b !== 0)]! ^= 0x10;
+    });
+    store = await openPacked(directory, 6);
+    await assertNode.rejects(store.readBlock(ref(2)), BlockNotFoundError);
+    await assertBlock(store, ref(1), base);
+    await assertBlock(store, ref(3), patched(base, 0, filled(3, 8)));
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a packed delta whose heap sectors a newer block took is dropped at open", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 4);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 8));
+    await store.flush();
+    // What a crash can leave: ref 2's record, after its heap slot was freed
+    // and reused by a whole block, when the zeroed record never reached the disk.
+    const stale = await Deno.readFile(`${directory}/${DELTA_FILE_NAME}`);
+    await store.deleteBlock(ref(2));
+    await store.writeBlock(ref(3), filled(3, PACKED_BLOCK));
+    assertNode.equal(store.usedBlocks(), 2);
+    await store.close();
+    await Deno.writeFile(`${directory}/${DELTA_FILE_NAME}`, stale);
+    for (let round = 0; round < 2; round++) {
+      store = await openPacked(directory, 4);
+      await assertNode.rejects(store.readBlock(ref(2)), BlockNotFoundError);
+      await assertBlock(store, ref(1), base);
+      await assertBlock(store, ref(3), filled(3, PACKED_BLOCK));
+      assertNode.equal(store.usedBlocks(), 2);
+      assertNode.equal(store.deltaBlocks(), 0);
+      await store.close();
+    }
+    // The stale record was zeroed.
+    assertNode.ok((await Deno.readFile(`${directory}/${DELTA_FILE_NAME}`)).every((b) => b === 0));
+  });
+});
+
+Deno.test("FileBlockStore: shrinking is refused while packed deltas are stored", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 8);
+    await store.writeBlock(ref(1), filled(1, PACKED_BLOCK));
+    await store.copyBlock(ref(1), ref(2), 0, filled(2, 8));
+    await store.close();
+    await assertNode.rejects(
+      openPacked(directory, 4),
+      (error) => error instanceof TorusError && /packed copies/.test(error.message),
+    );
+    store = await openPacked(directory, 8);
+    await store.deleteBlock(ref(1));
+    await store.flush(); // merges ref 2
+    await store.close();
+    store = await openPacked(directory, 4);
+    await assertBlock(store, ref(2), patched(filled(1, PACKED_BLOCK), 0, filled(2, 8)));
+    await store.close();
+    // The delta file shrank with the store.
+    const { size } = await Deno.stat(`${directory}/${DELTA_FILE_NAME}`);
+    assertNode.equal(size, 2 * indexRecordSizeBytes(PACKED_BLOCK));
+  });
 });
