@@ -1579,6 +1579,9 @@ export class FileBlockStore implements BlockStore {
         continue;
       }
       this.#borrowers.delete(lender);
+      // It may have become mergeable again while the flush waited (a copy of
+      // the delta made and deleted meanwhile): it holds a block now.
+      this.#mergeable.delete(lender);
       this.#lenders[borrower] = -1;
       this.#owned.fill(0, borrower * this.#words, (borrower + 1) * this.#words);
       this.#deltaCount--;
