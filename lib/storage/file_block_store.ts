@@ -146,6 +146,11 @@ export const DATA_WRITE_PIECE_BYTES = 64 * 1024;
  * (a pipe and a splice in the kernel) made a 4 KiB copy about 3 times slower.
  */
 const KERNEL_COPY_MIN_BYTES = 64 * 1024;
+/**
+ * Bytes a flush merges between two yields to the event loop, so that the
+ * requests of other clients run while it merges thousands of deltas.
+ */
+const MERGE_SLICE_BYTES = 8 * 1024 * 1024;
 /** Mode of a store directory the engine creates: owner only. */
 const STORE_DIRECTORY_MODE = 0o700;
 /** Mode of the data and index files: owner only. */
@@ -271,18 +276,20 @@ function placementOffsetBytes(blockSizeBytes: number): number {
 }
 
 /**
- * The most sectors a *packed* delta owns for a block size: their places must
- * fit in its record after the extension, and it owns at most
- * {@linkcode DELTA_OWNED_FRACTION_MAX} of the block. 0 when no place fits
- * (blocks of 16 KiB or less): such stores make only deltas with slots of
- * their own.
+ * The most sectors a *packed* delta owns for a block size: as many as their
+ * places fit in its record after the extension (111 of the 128 sectors of a
+ * 512 KiB block), short of the whole block. Past that it moves to a slot,
+ * which costs a copy of the block: a packed delta that owns most of its
+ * block is cheaper to keep until a merge (after a commit and a garbage
+ * collection) makes it whole. 0 when no place fits (blocks of 16 KiB or
+ * less): such stores make only deltas with slots of their own.
  */
 export function packedDeltaSectorsMax(blockSizeBytes: number): number {
   const room = indexRecordSizeBytes(blockSizeBytes) - placementOffsetBytes(blockSizeBytes) - 4;
   const sectors = blockSizeBytes / sectorSizeBytes(blockSizeBytes);
   return Math.max(
     0,
-    Math.min(Math.floor(room / 4), Math.floor(sectors * DELTA_OWNED_FRACTION_MAX)),
+    Math.min(Math.floor(room / 4), sectors - 1),
   );
 }
 
@@ -1416,7 +1423,7 @@ export class FileBlockStore implements BlockStore {
     const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
     this.#crcs.copyWithin(slot * sectors, fromCrcsAt, fromCrcsAt + sectors);
     const fromLender = this.#lenders[from.slot]!;
-    if (owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
+    if (slot >= this.#numSlots || owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
       // A delta: own the touched sectors (and the source's own ones), borrow the rest.
       const lender = fromLender >= 0 ? fromLender : from.slot;
       this.#lenders[slot] = lender;
@@ -1524,7 +1531,7 @@ export class FileBlockStore implements BlockStore {
    * the one with the newer record wins at open.
    */
   async #flushAndMerge(): Promise<void> {
-    const merges = this.#startMerges();
+    const merges = await this.#startMerges();
     await this.#sync();
     if (merges.length === 0) return;
     const merged = this.#finishMerges(merges);
@@ -1544,18 +1551,33 @@ export class FileBlockStore implements BlockStore {
   }
 
   /** Copies the own sectors of each mergeable delta into its lender's slot. */
-  #startMerges(): Merge[] {
+  async #startMerges(): Promise<Merge[]> {
     const merges: Merge[] = [];
     const sectors = this.#sectorsPerBlock;
-    for (const lender of this.#mergeable) {
-      const [borrower] = this.#borrowers.get(lender)!;
+    const lenders = [...this.#mergeable];
+    this.#mergeable.clear();
+    let copied = 0;
+    for (const lender of lenders) {
+      const borrowers = this.#borrowers.get(lender);
+      if (
+        borrowers === undefined || borrowers.size !== 1 || this.#slotRefs[lender] !== undefined
+      ) {
+        continue; // changed while an earlier slice yielded: judged again when mergeable
+      }
+      const [borrower] = borrowers;
       const ref = this.#slotRefs[borrower!];
       assert(borrower !== undefined && ref !== undefined, `lent slot ${lender} has no borrower`);
       this.#copyOwned(borrower, lender, () => true);
       this.#crcs.copyWithin(lender * sectors, borrower * sectors, (borrower + 1) * sectors);
       merges.push({ lender, borrower, ref, writes: this.#slotWrites[borrower]! });
+      copied += this.#ownedCount(borrower) * this.#sectorSizeBytes;
+      if (copied >= MERGE_SLICE_BYTES) {
+        // Let requests run between slices: merging thousands of deltas
+        // copies hundreds of MiB, a stall of a second in one piece.
+        copied = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
     }
-    this.#mergeable.clear();
     return merges;
   }
 
@@ -1806,6 +1828,10 @@ export class FileBlockStore implements BlockStore {
    * the slot `source(i)` names (-1: skip), a run of neighbours at a time.
    */
   #copyRuns(start: number, stop: number, source: (index: number) => number, toSlot: number): void {
+    if (toSlot < this.#numSlots) {
+      this.#gatherRuns(start, stop, source, toSlot);
+      return;
+    }
     const sector = this.#sectorSizeBytes;
     for (let i = start; i < stop;) {
       const from = source(i);
@@ -1824,6 +1850,55 @@ export class FileBlockStore implements BlockStore {
       this.#data.copy(fromAt, toAt, (j - i) * sector, this.#block);
       this.#wrote(toSlot, (j - i) * sector);
       i = j;
+    }
+  }
+
+  /**
+   * {@linkcode #copyRuns} into a slot: each stretch of neighbouring sectors
+   * to copy is gathered in the scratch buffer from wherever its sectors are
+   * (a packed delta's lie one by one in the heap) and written with one
+   * write; a stretch that is one run of the source is copied by the kernel.
+   */
+  #gatherRuns(
+    start: number,
+    stop: number,
+    source: (index: number) => number,
+    toSlot: number,
+  ): void {
+    const sector = this.#sectorSizeBytes;
+    const scratch = this.#block;
+    for (let i = start; i < stop;) {
+      if (source(i) < 0) {
+        i++;
+        continue;
+      }
+      let end = i + 1;
+      while (end < stop && source(end) >= 0) end++;
+      const toAt = toSlot * this.blockSizeBytes + i * sector;
+      const length = (end - i) * sector;
+      const firstAt = this.#sectorOffset(source(i), i);
+      let runEnd = i + 1;
+      while (
+        runEnd < end && source(runEnd) === source(i) &&
+        this.#sectorOffset(source(runEnd), runEnd) === firstAt + (runEnd - i) * sector
+      ) runEnd++;
+      if (runEnd === end) {
+        this.#data.copy(firstAt, toAt, length, scratch);
+      } else {
+        for (let k = i; k < end;) {
+          const from = source(k);
+          const at = this.#sectorOffset(from, k);
+          let m = k + 1;
+          while (
+            m < end && source(m) === from && this.#sectorOffset(from, m) === at + (m - k) * sector
+          ) m++;
+          this.#data.readAt(at, scratch.subarray((k - i) * sector, (m - i) * sector));
+          k = m;
+        }
+        this.#data.writeAt(toAt, scratch.subarray(0, length));
+      }
+      this.#wrote(toSlot, length);
+      i = end;
     }
   }
 

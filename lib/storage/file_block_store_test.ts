@@ -1184,3 +1184,50 @@ Deno.test("FileBlockStore: shrinking is refused while packed deltas are stored",
     assertNode.equal(size, 2 * indexRecordSizeBytes(PACKED_BLOCK));
   });
 });
+
+Deno.test("FileBlockStore: a flush merging many deltas lets writes and deletes in between, and merges only what did not change", async () => {
+  await withTempDir(async (directory) => {
+    const blockBytes = 512 * 1024;
+    const count = 24;
+    let store = await open(directory, 2 * count + 8, blockBytes);
+    // 100 of 128 sectors each: 400 KiB of own sectors per delta, more
+    // than one slice of merging for all of them together.
+    const patch = (i: number) => filled(1000 + i, 100 * SECTOR);
+    const want = new Map<number, Uint8Array>();
+    for (let i = 0; i < count; i++) {
+      await store.writeBlock(ref(i), filled(i, blockBytes));
+      await store.copyBlock(ref(i), ref(100 + i), 7 * SECTOR, patch(i));
+      want.set(100 + i, patched(filled(i, blockBytes), 7 * SECTOR, patch(i)));
+    }
+    assertNode.equal(store.deltaBlocks(), count);
+    await store.flush();
+    const lastLender = await slotOf(directory, blockBytes, ref(count - 1));
+    for (let i = 0; i < count; i++) await store.deleteBlock(ref(i));
+    // The flush copies a first slice of merges, then yields to these:
+    const flushed = store.flush();
+    await store.writeBlockRange(ref(100), 7 * SECTOR, filled(7, 16)); // merged already: undone
+    want.set(100, patched(want.get(100)!, 7 * SECTOR, filled(7, 16)));
+    await store.deleteBlock(ref(100 + count - 1)); // not copied yet: skipped
+    want.delete(100 + count - 1);
+    await flushed;
+    // The last delta's sectors were never copied into its lender's slot.
+    const data = await Deno.readFile(`${directory}/${DATA_FILE_NAME}`);
+    const at = lastLender * blockBytes + 7 * SECTOR;
+    assertNode.deepEqual(
+      data.subarray(at, at + 64),
+      filled(count - 1, blockBytes).subarray(7 * SECTOR, 7 * SECTOR + 64),
+    );
+    assertNode.equal(store.deltaBlocks(), 1);
+    await store.flush(); // the written one now
+    assertNode.equal(store.deltaBlocks(), 0);
+    assertNode.equal(store.usedBlocks(), count - 1);
+    for (let round = 0; round < 2; round++) {
+      for (const [i, bytes] of want) {
+        assertNode.deepEqual((await store.readBlock(ref(i))).data, bytes, `${ref(i)}`);
+      }
+      await store.close();
+      store = await open(directory, 2 * count + 8, blockBytes);
+    }
+    await store.close();
+  });
+});
