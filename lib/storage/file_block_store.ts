@@ -14,12 +14,17 @@
  *                  then one record of recordSize bytes per slot:
  *                  ref (24) | generation u64 | sector CRC-32 u32 × n | record CRC-32 u32
  *                  | lender slot + 1 u32 | owned-sector bitmap u32 × ⌈n/32⌉ | extension CRC-32 u32
+ * block/delta.blk  ⌈nSlots / 2⌉ packed delta records of recordSize bytes: the same, then
+ *                  | data-file sector of each owned sector u32 × k | placement CRC-32 u32
  * ```
  *
  * A copy-on-write of a few sectors makes a *delta*: its slot holds only the
  * sectors it owns (the bitmap) and it borrows the others from the slot of the
  * block it was copied from (its lender), whose data then stays put, also
- * after that block is deleted, until no delta borrows from it. When the last
+ * after that block is deleted, until no delta borrows from it. A delta of few
+ * sectors is *packed*: it takes no slot, its record is in `delta.blk` and its
+ * sectors are placed one by one in heap slots shared by all packed deltas;
+ * one that outgrows its record moves to a slot. When the last
  * borrower of a deleted block's slot is alone, `flush()` merges it back: its
  * own sectors are copied into the lender's slot, which then holds the block
  * whole, and its own slot is freed. A 4 KiB write into a committed 512 KiB
