@@ -97,6 +97,9 @@ export interface BlockStore {
    * @throws {BlockNotFoundError} when the block is not stored.
    * @throws {BlockCorruptError} when an edge sector to merge with fails its
    * checksum, or the block does not match `expectDigest`.
+   * @throws {OutOfSpaceError} when the store must move the block to hold the
+   * change (the file store moves a block that copies borrow from, or a packed
+   * copy that outgrows its record) and no slot is free; nothing changed.
    */
   writeBlockRange(
     ref: BlockRef,

@@ -1680,16 +1680,25 @@ export class FileBlockStore implements BlockStore {
     }
     const sector = this.#sectorSizeBytes;
     const count = target.length / sector;
+    const offset = (k: number) => this.#sectorOffset(this.#location(slot, first + k), first + k);
     for (let i = 0; i < count;) {
-      const at = this.#sectorOffset(this.#location(slot, first + i), first + i);
-      let j = i + 1;
-      while (
-        j < count &&
-        this.#sectorOffset(this.#location(slot, first + j), first + j) === at + (j - i) * sector
-      ) j++;
-      this.#data.readAt(at, target.subarray(i * sector, j * sector));
+      const j = this.#contiguousEnd(i, count, offset);
+      this.#data.readAt(offset(i), target.subarray(i * sector, j * sector));
       i = j;
     }
+  }
+
+  /**
+   * The end of the run of sectors from `start` (below `stop`) that lie one
+   * after another in the data file; `offset(i)` says where sector `i` lies,
+   * -1 for one that is not to be touched (which ends the run).
+   */
+  #contiguousEnd(start: number, stop: number, offset: (index: number) => number): number {
+    const sector = this.#sectorSizeBytes;
+    const at = offset(start);
+    let end = start + 1;
+    while (end < stop && offset(end) === at + (end - start) * sector) end++;
+    return end;
   }
 
   /** Writes `bytes` (whole sectors) as sectors from `first` of `slot` itself, placing a packed delta's new ones. */
@@ -1699,11 +1708,10 @@ export class FileBlockStore implements BlockStore {
       this.#data.writeAt(slot * this.blockSizeBytes + first * sector, bytes);
     } else {
       const count = bytes.length / sector;
+      const offset = (k: number) => this.#placeSector(slot, first + k);
       for (let i = 0; i < count;) {
-        const at = this.#placeSector(slot, first + i);
-        let j = i + 1;
-        while (j < count && this.#placeSector(slot, first + j) === at + (j - i) * sector) j++;
-        this.#data.writeAt(at, bytes.subarray(i * sector, j * sector));
+        const j = this.#contiguousEnd(i, count, offset);
+        this.#data.writeAt(offset(i), bytes.subarray(i * sector, j * sector));
         i = j;
       }
     }
@@ -1838,24 +1846,30 @@ export class FileBlockStore implements BlockStore {
       return;
     }
     const sector = this.#sectorSizeBytes;
+    const fromOffset = this.#sourceOffset(source);
+    // Only sectors to copy get a place (a sector not copied ends a run first).
+    const toOffset = (k: number) => source(k) < 0 ? -1 : this.#placeSector(toSlot, k);
     for (let i = start; i < stop;) {
-      const from = source(i);
-      if (from < 0) {
+      if (source(i) < 0) {
         i++;
         continue;
       }
-      const fromAt = this.#sectorOffset(from, i);
-      const toAt = this.#placeSector(toSlot, i);
-      let j = i + 1;
-      while (
-        j < stop && source(j) === from &&
-        this.#sectorOffset(from, j) === fromAt + (j - i) * sector &&
-        this.#placeSector(toSlot, j) === toAt + (j - i) * sector
-      ) j++;
-      this.#data.copy(fromAt, toAt, (j - i) * sector, this.#block);
+      const j = Math.min(
+        this.#contiguousEnd(i, stop, fromOffset),
+        this.#contiguousEnd(i, stop, toOffset),
+      );
+      this.#data.copy(fromOffset(i), toOffset(i), (j - i) * sector, this.#block);
       this.#wrote(toSlot, (j - i) * sector);
       i = j;
     }
+  }
+
+  /** Where sector `i` of the slot `source(i)` names lies in the data file; -1 when it names none. */
+  #sourceOffset(source: (index: number) => number): (index: number) => number {
+    return (k) => {
+      const from = source(k);
+      return from < 0 ? -1 : this.#sectorOffset(from, k);
+    };
   }
 
   /**
@@ -1872,6 +1886,7 @@ export class FileBlockStore implements BlockStore {
   ): void {
     const sector = this.#sectorSizeBytes;
     const scratch = this.#block;
+    const fromOffset = this.#sourceOffset(source);
     for (let i = start; i < stop;) {
       if (source(i) < 0) {
         i++;
@@ -1881,23 +1896,12 @@ export class FileBlockStore implements BlockStore {
       while (end < stop && source(end) >= 0) end++;
       const toAt = toSlot * this.blockSizeBytes + i * sector;
       const length = (end - i) * sector;
-      const firstAt = this.#sectorOffset(source(i), i);
-      let runEnd = i + 1;
-      while (
-        runEnd < end && source(runEnd) === source(i) &&
-        this.#sectorOffset(source(runEnd), runEnd) === firstAt + (runEnd - i) * sector
-      ) runEnd++;
-      if (runEnd === end) {
-        this.#data.copy(firstAt, toAt, length, scratch);
+      if (this.#contiguousEnd(i, end, fromOffset) === end) {
+        this.#data.copy(fromOffset(i), toAt, length, scratch);
       } else {
         for (let k = i; k < end;) {
-          const from = source(k);
-          const at = this.#sectorOffset(from, k);
-          let m = k + 1;
-          while (
-            m < end && source(m) === from && this.#sectorOffset(from, m) === at + (m - k) * sector
-          ) m++;
-          this.#data.readAt(at, scratch.subarray((k - i) * sector, (m - i) * sector));
+          const m = this.#contiguousEnd(k, end, fromOffset);
+          this.#data.readAt(fromOffset(k), scratch.subarray((k - i) * sector, (m - i) * sector));
           k = m;
         }
         this.#data.writeAt(toAt, scratch.subarray(0, length));
@@ -2402,23 +2406,23 @@ async function scanIndex(layout: Layout): Promise<Scan> {
     }
     if (count > packedMax || !placementValid(record, blockSize, count)) return;
     let k = 0;
-    for (let i = 0; i < sectors; i++) {
+    let placed = true;
+    for (let i = 0; i < sectors && placed; i++) {
       if (((view.getUint32(extension + 4 + 4 * (i >>> 5), true) >>> (i & 31)) & 1) === 0) continue;
       const sector = view.getUint32(placement + 4 * k++, true);
-      if (sector >= heapSectorCount) return; // cannot be: free
+      heapSectors[r * sectors + i] = sector;
+      placed = sector < heapSectorCount; // else it cannot be: free
     }
-    if (!decode(record, view, -1 - r)) return;
+    if (!placed || !decode(record, view, -1 - r)) {
+      heapSectors.fill(NO_HEAP_SECTOR, r * sectors, (r + 1) * sectors);
+      return;
+    }
     for (let j = 0; j < sectors; j++) {
       deltaCrcs[r * sectors + j] = view.getUint32(RECORD_CRCS_OFFSET_BYTES + 4 * j, true);
     }
     deltaLenders[r] = lender;
-    k = 0;
     for (let w = 0; w < words; w++) {
       deltaOwned[r * words + w] = view.getUint32(extension + 4 + 4 * w, true);
-    }
-    for (let i = 0; i < sectors; i++) {
-      if (((deltaOwned[r * words + (i >>> 5)]! >>> (i & 31)) & 1) === 0) continue;
-      heapSectors[r * sectors + i] = view.getUint32(placement + 4 * k++, true);
     }
   });
 
