@@ -51,8 +51,13 @@ export interface FileOptions {
   /** Called once when the file is closed (releases the lock). */
   onClose?: () => Promise<void>;
   /**
-   * Frees unreferenced blocks (garbage collection). When given, a write that
-   * finds the store full commits the session, calls this, and retries once.
+   * Frees unreferenced blocks (garbage collection). When given:
+   * - a write that finds the store full commits the session, calls this, and
+   *   retries;
+   * - closing calls it after the last commit when this file committed
+   *   anything since its last call: blocks that commits replaced (copies made
+   *   on write keep their originals alive) are freed while the volume is not
+   *   in use, not under the next writer.
    */
   reclaimSpace?: () => Promise<void>;
 }
@@ -71,6 +76,8 @@ export class File {
   #onClose?: () => Promise<void>;
   #reclaimSpace?: () => Promise<void>;
   #reclaiming: Promise<void> | null = null;
+  /** Whether a session was committed since the last reclaim. */
+  #committedSinceReclaim = false;
   /** Blocks that writes in flight may still allocate (one per block they touch, at most). */
   #reservedBlocks = 0;
   /** Stored size of the last INode and the length of its blockset, to size the next one. */
@@ -205,10 +212,12 @@ export class File {
     return Math.ceil((bytes * scale + INODE_GROWTH_MARGIN_BYTES) / this.blockSizeBytes);
   }
 
+  /** Commits and collects; concurrent callers share one run. */
   #reclaim(): Promise<void> {
     this.#reclaiming ??= (async () => {
       try {
         await this.sync();
+        this.#committedSinceReclaim = false;
         await this.#reclaimSpace!();
       } finally {
         this.#reclaiming = null;
@@ -337,6 +346,7 @@ export class File {
       }
       this.#head = session;
       this.#session = null;
+      this.#committedSinceReclaim = true;
       this.#blockset.endSession();
     });
   }
@@ -373,12 +383,23 @@ export class File {
     return target;
   }
 
-  /** Syncs, then releases the lock (always, even when the sync fails). */
+  /**
+   * Syncs, collects what this file's commits replaced (see
+   * `FileOptions.reclaimSpace`), then releases the lock (always, even when
+   * the sync fails).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      if (!this.readOnly && this.#fenced === null) await this.sync();
+      if (!this.readOnly && this.#fenced === null) {
+        await this.sync();
+        // Collection frees space, it loses nothing: if it fails, the next
+        // one (periodic, or a writer's) collects the same blocks.
+        if (this.#committedSinceReclaim && this.#reclaimSpace !== undefined) {
+          await this.#reclaimSpace().catch(() => {});
+        }
+      }
     } finally {
       await this.#onClose?.();
     }
