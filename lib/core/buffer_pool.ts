@@ -7,8 +7,10 @@
  * consumed.
  *
  * Buffers come in power-of-two size classes from {@linkcode BUFFER_POOL_CLASS_MIN_BYTES}
- * to {@linkcode BUFFER_POOL_CLASS_MAX_BYTES}; larger requests are plain
- * allocations. The pool keeps at most `retainBytesMax` of idle buffers.
+ * to {@linkcode BUFFER_POOL_CLASS_MAX_BYTES}, each with
+ * {@linkcode BUFFER_POOL_HEADROOM_BYTES} more, so that a message header fits
+ * in front of a payload of a power-of-two size (one buffer, one write);
+ * larger requests are plain allocations. The pool keeps at most `retainBytesMax` of idle buffers.
  * A taken buffer holds whatever its last user left in it.
  *
  * @example Usage
@@ -28,6 +30,8 @@ import { assert } from "../assert.ts";
 export const BUFFER_POOL_CLASS_MIN_BYTES = 64 * 1024;
 /** The largest pooled buffer: larger requests are allocated and dropped. */
 export const BUFFER_POOL_CLASS_MAX_BYTES = 32 * 1024 * 1024;
+/** Bytes every class has beyond its power of two: room for a header (and alignment). */
+export const BUFFER_POOL_HEADROOM_BYTES = 64;
 
 /** A bounded pool of reusable byte buffers. */
 export class BufferPool {
@@ -81,8 +85,8 @@ export class BufferPool {
 
 /** The class a request of `lengthBytes` falls in, or null when it is not pooled. */
 function classBytes(lengthBytes: number): number | null {
-  if (lengthBytes > BUFFER_POOL_CLASS_MAX_BYTES) return null;
+  if (lengthBytes > BUFFER_POOL_CLASS_MAX_BYTES + BUFFER_POOL_HEADROOM_BYTES) return null;
   let size = BUFFER_POOL_CLASS_MIN_BYTES;
-  while (size < lengthBytes) size *= 2;
-  return size;
+  while (size + BUFFER_POOL_HEADROOM_BYTES < lengthBytes) size *= 2;
+  return size + BUFFER_POOL_HEADROOM_BYTES;
 }

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type ByteSink, SERIAL_WRITER_COALESCE_BYTES, SerialWriter } from "./serial_writer.ts";
+import {
+  type ByteSink,
+  SERIAL_WRITER_COALESCE_BYTES,
+  SERIAL_WRITER_DIRECT_BYTES,
+  SerialWriter,
+} from "./serial_writer.ts";
 
 function sink(options: { maxPerWrite?: number; delayMs?: number } = {}) {
   const out: number[] = [];
@@ -52,6 +57,39 @@ Deno.test("SerialWriter: large parts are written without copying into a batch", 
   const big = new Uint8Array(SERIAL_WRITER_COALESCE_BYTES * 2).fill(9);
   await writer.write([new Uint8Array(28), big]);
   assert.deepEqual(target.writes, [28, big.length]);
+});
+
+Deno.test("SerialWriter: the runs of a batch share one reused buffer; a large part that does not fit goes as it is", async () => {
+  const buffers: Uint8Array[] = [];
+  const writer = new SerialWriter({
+    write(bytes) {
+      buffers.push(bytes);
+      return Promise.resolve(bytes.length);
+    },
+  });
+  const part = 100 * 1024;
+  assert.ok(part > SERIAL_WRITER_DIRECT_BYTES && 2 * part <= SERIAL_WRITER_COALESCE_BYTES);
+  const parts = [1, 2, 3, 4].map((fill) => new Uint8Array(part).fill(fill));
+  const send = async () => {
+    writer.cork();
+    const all = [...parts, new Uint8Array(16).fill(5)].map((bytes) => writer.write([bytes]));
+    writer.uncork();
+    await Promise.all(all);
+  };
+  await send();
+  assert.deepEqual(buffers.map((bytes) => bytes.length), [2 * part, part, part + 16]);
+  assert.equal(buffers[1]!.buffer, parts[2]!.buffer, "not copied");
+  assert.equal(buffers[0]!.buffer, buffers[2]!.buffer, "one buffer for both runs");
+  assert.deepEqual([buffers[0]![0], buffers[0]![part], buffers[2]![0], buffers[2]![part]], [
+    1,
+    2,
+    4,
+    5,
+  ]);
+  const scratch = buffers[0]!.buffer;
+  buffers.length = 0;
+  await send();
+  assert.equal(buffers[0]!.buffer, scratch, "reused by the next batch");
 });
 
 Deno.test("SerialWriter: a failed write fails queued and later messages", async () => {

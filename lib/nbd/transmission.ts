@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { AssertionError } from "../assert.ts";
+import { assert, AssertionError } from "../assert.ts";
 import { Budget } from "./budget.ts";
 import type { ByteReader } from "./byte_reader.ts";
 import { errnoForError, errorMessage, type NbdExport } from "./export.ts";
@@ -41,8 +41,22 @@ import {
   type RequestRejection,
 } from "./protocol.ts";
 import type { SerialWriter } from "./serial_writer.ts";
-import type { BufferPool } from "../core/buffer_pool.ts";
+import { BUFFER_POOL_HEADROOM_BYTES, type BufferPool } from "../core/buffer_pool.ts";
 import { Slab } from "../core/slab.ts";
+
+/**
+ * Where a read's data starts in its reply buffer: room in front for the
+ * largest read reply header, rounded up to keep the data aligned, and within
+ * the pool's headroom so that a power-of-two read takes a buffer of its own
+ * class.
+ */
+const NBD_READ_DATA_OFFSET_BYTES = 32;
+assert(
+  NBD_OFFSET_DATA_HEADER_BYTES <= NBD_READ_DATA_OFFSET_BYTES &&
+    NBD_SIMPLE_REPLY_BYTES <= NBD_READ_DATA_OFFSET_BYTES &&
+    NBD_READ_DATA_OFFSET_BYTES <= BUFFER_POOL_HEADROOM_BYTES,
+  "a read reply's header does not fit in front of its data",
+);
 
 /** Limits of one connection. */
 export interface TransmissionLimits {
@@ -326,11 +340,27 @@ export class Transmission {
     const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
     switch (request.type) {
       case NBD_CMD_READ: {
-        const into = this.#take(lengthBytes);
-        held.push(into);
+        // The data is read in place behind room for the reply's header, so
+        // that the reply leaves as one buffer: no copy, one write.
+        const frame = this.#take(NBD_READ_DATA_OFFSET_BYTES + lengthBytes);
+        held.push(frame);
+        const into = frame.subarray(NBD_READ_DATA_OFFSET_BYTES);
         const data = await exp.read(offsetBytes, lengthBytes, into);
         if (data.length !== lengthBytes) {
           throw new Error(`export returned ${data.length} bytes for a read of ${lengthBytes}`);
+        }
+        const headerBytes = this.#context.structuredReplies
+          ? NBD_OFFSET_DATA_HEADER_BYTES
+          : NBD_SIMPLE_REPLY_BYTES;
+        if (data === into) {
+          const start = NBD_READ_DATA_OFFSET_BYTES - headerBytes;
+          const header = frame.subarray(start, NBD_READ_DATA_OFFSET_BYTES);
+          if (this.#context.structuredReplies) {
+            encodeOffsetDataHeader(handle, offsetBytes, lengthBytes, header);
+          } else {
+            encodeSimpleReply(0, handle, header);
+          }
+          return [frame.subarray(start)];
         }
         const header = this.#context.structuredReplies
           ? encodeOffsetDataHeader(
