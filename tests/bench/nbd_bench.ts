@@ -127,6 +127,11 @@ interface JobResult {
   fioCpu: number;
   /** CPU of everything else on the machine during the job, in percent of one core. */
   otherCpu: number | null;
+  /**
+   * CPU time the hypervisor gave to other guests while this one wanted it
+   * (steal), in percent of one core: a busy host slows every figure.
+   */
+  stealCpu: number | null;
 }
 
 interface ServerRun {
@@ -501,14 +506,17 @@ function procStat(pid: number): { ppid: number; cpuTicks: number } | null {
   }
 }
 
-/** Busy CPU ticks of the whole machine (all but idle and iowait), from /proc/stat. */
-function machineBusyTicks(): number | null {
+/**
+ * CPU ticks of the whole machine from /proc/stat: busy (user, nice, system,
+ * irq, softirq) and stolen by the hypervisor.
+ */
+function machineTicks(): { busy: number; steal: number } | null {
   try {
     const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]!;
     const ticks = line.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal (guest time is already in user).
-    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-    return total - ticks[3]! - ticks[4]!;
+    const busy = ticks[0]! + ticks[1]! + ticks[2]! + ticks[5]! + ticks[6]!;
+    return { busy, steal: ticks[7]! };
   } catch {
     return null;
   }
@@ -802,14 +810,14 @@ async function fio(
     "--output-format=json",
   ];
   const before = procStat(server.pid)?.cpuTicks;
-  const busyBefore = machineBusyTicks();
+  const machineBefore = machineTicks();
   const started = performance.now();
   const output = await run(tools.get("fio")!, args, runtimeSeconds * 1000 + 120_000);
   const elapsedS = (performance.now() - started) / 1000;
   // nbd-server serves each connection in a child; give the parent time to reap it.
   if (server.name === "nbd-server") await sleep(200);
   const after = procStat(server.pid)?.cpuTicks;
-  const busyAfter = machineBusyTicks();
+  const machineAfter = machineTicks();
   // fio prints "fio: connected to NBD server" before the JSON; a failed I/O stops the job
   // (exit 1) but the JSON still reports what ran.
   let result;
@@ -842,18 +850,21 @@ async function fio(
     storeBlocks: server.storeBlocks === undefined ? null : await server.storeBlocks(),
     serverCpu,
     fioCpu,
-    otherCpu: busyBefore === null || busyAfter === null || serverCpu === null
+    otherCpu: machineBefore === null || machineAfter === null || serverCpu === null
       ? null
-      : Math.max(0, percent(busyAfter - busyBefore) - serverCpu - fioCpu),
+      : Math.max(0, percent(machineAfter.busy - machineBefore.busy) - serverCpu - fioCpu),
+    stealCpu: machineBefore === null || machineAfter === null
+      ? null
+      : percent(machineAfter.steal - machineBefore.steal),
   };
 }
 
-async function measure(
+/** Fills a server's export with the random file; returns the rate in MiB/s. */
+async function prefill(
   tools: Map<string, string>,
   server: Server,
   source: string,
-  runtimeSeconds: number,
-): Promise<ServerRun> {
+): Promise<number> {
   const started = performance.now();
   await runOk(tools.get("nbdcopy")!, [source, server.uri], PREFILL_TIMEOUT_MS);
   const prefillMiBPerSecond = EXPORT_BYTES / MiB / ((performance.now() - started) / 1000);
@@ -862,35 +873,34 @@ async function measure(
     `${server.name.padEnd(10)} prefill ${prefillMiBPerSecond.toFixed(0)} MiB/s` +
       (blocks === null ? "" : `; store blocks ${blocks}`),
   );
-  const jobs = new Map<string, JobResult>();
-  for (const job of JOBS) {
-    const result = await fio(tools, server, job, runtimeSeconds);
-    jobs.set(job.id, result);
-    const parts = [];
-    if (job.rw !== "write" && job.rw !== "randwrite") {
-      parts.push(
-        `read ${result.read.iops.toFixed(0)} IOPS ${result.read.mibPerSecond.toFixed(1)} MiB/s`,
-      );
-    }
-    if (job.rw !== "read" && job.rw !== "randread") {
-      parts.push(
-        `write ${result.write.iops.toFixed(0)} IOPS ${result.write.mibPerSecond.toFixed(1)} MiB/s` +
-          ` clat mean ${result.write.clatMeanUs.toFixed(0)} µs p99 ${
-            result.write.clatP99Us.toFixed(0)
-          } µs`,
-      );
-    }
-    const cpu = result.serverCpu === null ? "?" : result.serverCpu.toFixed(0);
-    console.error(
-      `${server.name.padEnd(10)} ${job.label.padEnd(42)} ${parts.join(", ")}; ` +
-        `server CPU ${cpu}%, fio CPU ${result.fioCpu.toFixed(0)}%, others ${
-          result.otherCpu?.toFixed(0) ?? "?"
-        }%` +
-        (result.storeBlocks === null ? "" : `; store blocks ${result.storeBlocks}`) +
-        (result.error === null ? "" : `; FAILED: ${result.error}`),
+  return prefillMiBPerSecond;
+}
+
+/** Prints one job's figures as they come. */
+function logJob(server: Server, job: JobSpec, result: JobResult): void {
+  const parts = [];
+  if (job.rw !== "write" && job.rw !== "randwrite") {
+    parts.push(
+      `read ${result.read.iops.toFixed(0)} IOPS ${result.read.mibPerSecond.toFixed(1)} MiB/s`,
     );
   }
-  return { jobs, prefillMiBPerSecond };
+  if (job.rw !== "read" && job.rw !== "randread") {
+    parts.push(
+      `write ${result.write.iops.toFixed(0)} IOPS ${result.write.mibPerSecond.toFixed(1)} MiB/s` +
+        ` clat mean ${result.write.clatMeanUs.toFixed(0)} µs p99 ${
+          result.write.clatP99Us.toFixed(0)
+        } µs`,
+    );
+  }
+  const cpu = result.serverCpu === null ? "?" : result.serverCpu.toFixed(0);
+  console.error(
+    `${server.name.padEnd(10)} ${job.label.padEnd(42)} ${parts.join(", ")}; ` +
+      `server CPU ${cpu}%, fio CPU ${result.fioCpu.toFixed(0)}%, others ${
+        result.otherCpu?.toFixed(0) ?? "?"
+      }%, steal ${result.stealCpu?.toFixed(0) ?? "?"}%` +
+      (result.storeBlocks === null ? "" : `; store blocks ${result.storeBlocks}`) +
+      (result.error === null ? "" : `; FAILED: ${result.error}`),
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -1070,9 +1080,9 @@ function report(
   const cpu = table(
     [
       "job",
-      "torusd: server / fio / others",
-      "nbdkit: server / fio / others",
-      "nbd-server: server / fio / others",
+      "torusd: server / fio / others / steal",
+      "nbdkit: server / fio / others / steal",
+      "nbd-server: server / fio / others / steal",
       "torusd store blocks after",
     ],
     ["l", "r", "r", "r", "r"],
@@ -1084,7 +1094,7 @@ function report(
           ? "-"
           : `${percent(result.serverCpu)} / ${percent(result.fioCpu)} / ${
             percent(result.otherCpu)
-          }`;
+          } / ${percent(result.stealCpu)}`;
       }),
       runs.get("torusd")?.jobs.get(job.id)?.storeBlocks ?? "-",
     ]),
@@ -1116,7 +1126,9 @@ function report(
     "1 GiB volume; `nbdkit -f memory 1G` keeps its export in memory; nbd-server 3.24 exports a " +
     "1 GiB file (`flush = true`, `fua = true`) in the same directory as torusd's data, on the " +
     "same disk. Each server is prefilled with `nbdcopy` of the same 1 GiB random file, then gets " +
-    "the jobs below in this order, alone on the machine (one server at a time). fio uses the " +
+    "the jobs below in this order. All three run from the start, idle but for the one measured: " +
+    "each job runs on each server in turn, so that a drift of the host's speed weighs on all of " +
+    "them alike. fio uses the " +
     "`nbd` ioengine (one connection, `size=1G`, `time_based`). Both files live in the page " +
     "cache (the machine has far more memory than the data), and no job flushes, so the disk is " +
     "barely touched.",
@@ -1133,7 +1145,9 @@ function report(
     "CPU during each job, in percent of one core (200% is the whole machine): the server's from " +
     "/proc/PID/stat (with its reaped children for nbd-server), fio's from its own report, and " +
     "everything else's (the rest of /proc/stat's busy time: this script, the kernel, and any " +
-    "other process, which would distort the figures); then the blocks torusd's store holds " +
+    "other process, which would distort the figures), and the time the hypervisor gave to " +
+    "other guests while this one wanted it (steal: a busy host, which slows every figure); " +
+    "then the blocks torusd's store holds " +
     `after each job (used/capacity, from its /metrics; ${meta.torusdBlockSize} each). ` +
     `Load average (1 min, counting the benchmark's own processes): ${meta.load}.`,
     "",
@@ -1246,38 +1260,53 @@ async function main(args: string[]): Promise<number> {
     console.error(`nbd_bench: writing a 1 GiB random file in ${dir}`);
     const source = await randomFile(dir, "prefill.bin", EXPORT_BYTES);
 
+    // Every server runs from the start; each job then runs on one server after the other, so
+    // that a host whose speed drifts (other guests, steal) weighs on all of them alike.
     const runs = new Map<ServerName, ServerRun>();
+    const servers = new Map<ServerName, Server>();
+    let torusd: (Server & { log: LogTail }) | null = null;
+    let sampler: RssSampler | null = null;
     let peakRssKiB: number | null = null;
-    for (const name of options.only) {
-      let server: Server;
-      let sampler: RssSampler | null = null;
-      if (name === "torusd") {
-        const torusd = await startTorusd(dir, options.torusdSize, options.torusdBlockSize);
-        server = torusd;
-        sampler = new RssSampler(torusd.pid);
-        try {
-          runs.set(name, await measure(tools, server, source, options.runtimeSeconds));
-        } catch (error) {
-          console.error(torusd.log.lines.slice(-40).join("\n"));
-          throw error;
-        } finally {
-          sampler.stop();
-          peakRssKiB = sampler.peakKiB;
-          await server.stop();
-        }
-        const problems = torusd.log.lines.filter((line) => / (WARN|ERROR) /.test(line));
-        if (problems.length > 0) {
-          console.error(`torusd logged ${problems.length} warnings or errors:`);
-          console.error(problems.slice(-20).join("\n"));
-        }
-      } else {
-        server = name === "nbdkit" ? await startNbdkit(tools) : await startNbdServer(dir, tools);
-        try {
-          runs.set(name, await measure(tools, server, source, options.runtimeSeconds));
-        } finally {
-          await server.stop();
+    try {
+      for (const name of options.only) {
+        if (name === "torusd") {
+          torusd = await startTorusd(dir, options.torusdSize, options.torusdBlockSize);
+          sampler = new RssSampler(torusd.pid);
+          servers.set(name, torusd);
+        } else {
+          servers.set(
+            name,
+            name === "nbdkit" ? await startNbdkit(tools) : await startNbdServer(dir, tools),
+          );
         }
       }
+      for (const [name, server] of servers) {
+        runs.set(name, {
+          jobs: new Map(),
+          prefillMiBPerSecond: await prefill(tools, server, source),
+        });
+      }
+      for (const job of JOBS) {
+        for (const [name, server] of servers) {
+          const result = await fio(tools, server, job, options.runtimeSeconds);
+          runs.get(name)!.jobs.set(job.id, result);
+          logJob(server, job, result);
+        }
+      }
+    } catch (error) {
+      if (torusd !== null) console.error(torusd.log.lines.slice(-40).join("\n"));
+      throw error;
+    } finally {
+      if (sampler !== null) {
+        sampler.stop();
+        peakRssKiB = sampler.peakKiB;
+      }
+      for (const server of servers.values()) await server.stop();
+    }
+    const problems = torusd?.log.lines.filter((line) => / (WARN|ERROR) /.test(line)) ?? [];
+    if (problems.length > 0) {
+      console.error(`torusd logged ${problems.length} warnings or errors:`);
+      console.error(problems.slice(-20).join("\n"));
     }
 
     meta.load += `, ${loadAverage()} at the end`;
