@@ -5,6 +5,9 @@ import type { LogLevel } from "../log.ts";
 import { MemoryMetadata, MemoryMetadataStore } from "../metadata/memory_metadata.ts";
 import { initializeCluster } from "../node/cluster_node.ts";
 import { MemoryTransport } from "../peer/memory_transport.ts";
+import { createBlockVolume } from "../block/block_volume.ts";
+import { RawClient } from "../nbd/_raw_client.ts";
+import { NBD_CMD_READ, NBD_CMD_WRITE } from "../nbd/protocol.ts";
 import { ETCD_RETRY_MIN_MS, Torusd } from "./torusd.ts";
 
 Deno.test("Torusd: in cluster mode it waits for an unreachable etcd, logging each attempt", async () => {
@@ -72,6 +75,73 @@ Deno.test("Torusd: --auto-init takes the block size given; an initialized direct
     assert.equal(again.volumes.store.blockSizeBytes, 65536);
     await again.close();
   } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("Torusd: when the last NBD client of a written volume leaves, what it replaced is collected", async () => {
+  const clock = new ManualClock(1_700_000_000_000); // the periodic GC never fires
+  const dataDir = await Deno.makeTempDir({ prefix: "torusd-close-gc-" });
+  const block = 65536;
+  const daemon = await Torusd.start({
+    dataDir,
+    size: { bytes: 64 * block },
+    autoInit: true,
+    blockSizeBytes: block,
+    clock,
+    logger: { log: () => {} },
+    nbdAddress: "127.0.0.1:0",
+  });
+  try {
+    await createBlockVolume(daemon.volumes.metadata, "v", 8 * block);
+    const port = daemon.nbd!.port;
+    const session = async (
+      work: (client: RawClient) => Promise<void>,
+    ): Promise<void> => {
+      const client = await RawClient.connect(port);
+      try {
+        await client.attach("v");
+        await work(client);
+      } finally {
+        client.close();
+      }
+      // The server releases the volume (sync, collect, unlock) before it forgets the connection.
+      for (let waited = 0; daemon.nbd!.stats().connections > 0; waited += 5) {
+        assert.ok(waited < 10_000, "the connection did not close");
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+    const write = async (client: RawClient, offsetBytes: number, data: Uint8Array) => {
+      await client.request(
+        { type: NBD_CMD_WRITE, flags: 0, offsetBytes, lengthBytes: data.length },
+        data,
+      );
+      assert.equal((await client.readReply()).errno, 0);
+    };
+    await session((client) => write(client, 0, new Uint8Array(8 * block).fill(1)));
+    let baseline = 0;
+    await session(async (client) => {
+      baseline = daemon.volumes.store.usedBlocks();
+      // Copies on write: the old version of block 3 stays until a collection.
+      await write(client, 3 * block + 4096, new Uint8Array(4096).fill(2));
+      assert.ok(daemon.volumes.store.usedBlocks() > baseline);
+    });
+    await session(async (client) => {
+      assert.equal(daemon.volumes.store.usedBlocks(), baseline, "collected at the close");
+      await client.request({
+        type: NBD_CMD_READ,
+        flags: 0,
+        offsetBytes: 0,
+        lengthBytes: 8 * block,
+      });
+      const { errno, data } = await client.readReply();
+      assert.equal(errno, 0);
+      const expected = new Uint8Array(8 * block).fill(1);
+      expected.fill(2, 3 * block + 4096, 3 * block + 8192);
+      assert.deepEqual(data, expected);
+    });
+  } finally {
+    await daemon.close();
     await Deno.remove(dataDir, { recursive: true });
   }
 });
