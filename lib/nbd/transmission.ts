@@ -352,25 +352,18 @@ export class Transmission {
         const headerBytes = this.#context.structuredReplies
           ? NBD_OFFSET_DATA_HEADER_BYTES
           : NBD_SIMPLE_REPLY_BYTES;
-        if (data === into) {
-          const start = NBD_READ_DATA_OFFSET_BYTES - headerBytes;
-          const header = frame.subarray(start, NBD_READ_DATA_OFFSET_BYTES);
-          if (this.#context.structuredReplies) {
-            encodeOffsetDataHeader(handle, offsetBytes, lengthBytes, header);
-          } else {
-            encodeSimpleReply(0, handle, header);
-          }
-          return [frame.subarray(start)];
+        // An export that returned a buffer of its own gets a separate header.
+        const inPlace = data === into;
+        const start = NBD_READ_DATA_OFFSET_BYTES - headerBytes;
+        const header = inPlace
+          ? frame.subarray(start, NBD_READ_DATA_OFFSET_BYTES)
+          : this.#headers.bytes(headerBytes);
+        if (this.#context.structuredReplies) {
+          encodeOffsetDataHeader(handle, offsetBytes, lengthBytes, header);
+        } else {
+          encodeSimpleReply(0, handle, header);
         }
-        const header = this.#context.structuredReplies
-          ? encodeOffsetDataHeader(
-            handle,
-            offsetBytes,
-            lengthBytes,
-            this.#headers.bytes(NBD_OFFSET_DATA_HEADER_BYTES),
-          )
-          : encodeSimpleReply(0, handle, this.#headers.bytes(NBD_SIMPLE_REPLY_BYTES));
-        return [header, data];
+        return inPlace ? [frame.subarray(start)] : [header, data];
       }
       case NBD_CMD_WRITE:
         await exp.write(offsetBytes, payload!, { fua });

@@ -2123,33 +2123,13 @@ export class FileBlockStore implements BlockStore {
 async function create(directory: string, lock: Deno.FsFile, header: Header): Promise<void> {
   const dataPath = `${directory}/${DATA_FILE_NAME}`;
   const tempPath = `${directory}/${INDEX_TEMP_FILE_NAME}`;
-  const dataFile = await Deno.open(dataPath, {
-    read: true,
-    write: true,
-    create: true,
-    truncate: true,
-    mode: STORE_FILE_MODE,
-  });
-  try {
-    preallocate(dataPath, 0, header.numSlots * header.blockSizeBytes);
-    await dataFile.sync();
-  } finally {
-    dataFile.close();
-  }
+  await createPreallocated(dataPath, header.numSlots * header.blockSizeBytes);
   await createDeltaFile(`${directory}/${DELTA_FILE_NAME}`, header);
-  const indexFile = await Deno.open(tempPath, {
-    read: true,
-    write: true,
-    create: true,
-    truncate: true,
-    mode: STORE_FILE_MODE,
-  });
-  try {
-    preallocate(tempPath, 0, INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes);
-    await writeHeaders(indexFile, header, tempPath);
-  } finally {
-    indexFile.close();
-  }
+  await createPreallocated(
+    tempPath,
+    INDEX_HEADER_REGION_BYTES + header.numSlots * header.recordSizeBytes,
+    (indexFile) => writeHeaders(indexFile, header, tempPath),
+  );
   await Deno.rename(tempPath, `${directory}/${INDEX_FILE_NAME}`);
   await lock.sync();
 }
@@ -2161,7 +2141,21 @@ async function create(directory: string, lock: Deno.FsFile, header: Header): Pro
  * caller makes the directory entry durable.
  */
 async function createDeltaFile(deltaPath: string, header: Header): Promise<void> {
-  const deltaFile = await Deno.open(deltaPath, {
+  const records = deltaRecordCount(header.blockSizeBytes, header.numSlots);
+  await createPreallocated(deltaPath, records * header.recordSizeBytes);
+}
+
+/**
+ * Creates (or empties) the file at `path` with `lengthBytes` preallocated,
+ * and makes it durable: by `finish` when given (it must sync what it
+ * writes), otherwise by a sync of its own.
+ */
+async function createPreallocated(
+  path: string,
+  lengthBytes: number,
+  finish: (file: Deno.FsFile) => Promise<void> = (file) => file.sync(),
+): Promise<void> {
+  const file = await Deno.open(path, {
     read: true,
     write: true,
     create: true,
@@ -2169,11 +2163,10 @@ async function createDeltaFile(deltaPath: string, header: Header): Promise<void>
     mode: STORE_FILE_MODE,
   });
   try {
-    const records = deltaRecordCount(header.blockSizeBytes, header.numSlots);
-    preallocate(deltaPath, 0, records * header.recordSizeBytes);
-    await deltaFile.sync();
+    preallocate(path, 0, lengthBytes);
+    await finish(file);
   } finally {
-    deltaFile.close();
+    file.close();
   }
 }
 
