@@ -7,7 +7,7 @@
  * @module
  */
 import { BLOCK_REF_SIZE_BYTES, BlockRef } from "../core/block_ref.ts";
-import { sectorCrcs, zeroSectorCrcs } from "../core/sector.ts";
+import { zeroSectorCrcs } from "../core/sector.ts";
 import { BlockNotFoundError } from "../errors.ts";
 import type { BlockRange, BlockRead } from "../storage/block_store.ts";
 import { type Layer, type LayerContext, LayerKind, type MarshalledLayer } from "./layer.ts";
@@ -76,9 +76,9 @@ export class BaseLayer implements Layer {
       block = new Uint8Array(this.#context.blockSizeBytes);
       block.set(data);
     }
-    await this.#context.store.writeBlock(ref, block);
+    const crcs = await this.#context.store.writeBlock(ref, block);
     this.#refs[index] = ref;
-    return sectorCrcs(block, this.#context.blockSizeBytes);
+    return crcs;
   }
 
   async writeRange(

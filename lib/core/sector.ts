@@ -35,6 +35,18 @@ export function sectorCrcs(block: Uint8Array, blockSizeBytes: number): Uint32Arr
   return crcs;
 }
 
+/** CRC-32 of every sector of `data` zero-padded to a block (`data` may be a whole block). */
+export function paddedSectorCrcs(data: Uint8Array, blockSizeBytes: number): Uint32Array {
+  assert(
+    data.length <= blockSizeBytes,
+    `${data.length} bytes do not fit a block of ${blockSizeBytes}`,
+  );
+  if (data.length === blockSizeBytes) return sectorCrcs(data, blockSizeBytes);
+  const block = new Uint8Array(blockSizeBytes);
+  block.set(data);
+  return sectorCrcs(block, blockSizeBytes);
+}
+
 /** True when typed arrays are little-endian, as on x86-64 and aarch64. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 

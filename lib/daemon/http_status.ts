@@ -6,6 +6,7 @@
  * @module
  */
 import { crcFailures } from "../blockset/crc_layer.ts";
+import { ioThreadStats } from "../storage/io_thread.ts";
 import type { MetadataService } from "../metadata/metadata_service.ts";
 import type { NbdServer } from "../nbd/server.ts";
 import type { BlockStore } from "../storage/block_store.ts";
@@ -38,6 +39,12 @@ export function renderMetrics(sources: StatusSources): string {
     "# HELP torus_blockset_crc_failed_blocks Blocks that failed their checksum.",
     "# TYPE torus_blockset_crc_failed_blocks counter",
     `torus_blockset_crc_failed_blocks ${crcFailures.count}`,
+    "# HELP torus_storage_io_thread_jobs_total Reads and writes the I/O thread ran.",
+    "# TYPE torus_storage_io_thread_jobs_total counter",
+    `torus_storage_io_thread_jobs_total ${ioThreadStats.jobs}`,
+    "# HELP torus_storage_io_thread_bytes_total Bytes the I/O thread read and wrote.",
+    "# TYPE torus_storage_io_thread_bytes_total counter",
+    `torus_storage_io_thread_bytes_total ${ioThreadStats.bytes}`,
   );
   const nbd = sources.nbd();
   if (nbd) {

@@ -70,7 +70,7 @@
 import type { Clock } from "../clock.ts";
 import type { BlockRef } from "../core/block_ref.ts";
 import { crc32 } from "../core/crc32.ts";
-import { blockDigest, sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
+import { blockDigest, paddedSectorCrcs, sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
 import {
   BlockCorruptError,
   BlockNotFoundError,
@@ -241,7 +241,9 @@ function localPeer(store: BlockStore): PeerClient {
   return {
     address: "local",
     readBlock: (ref, range) => store.readBlock(ref, range),
-    writeBlock: (ref, data) => store.writeBlock(ref, data),
+    writeBlock: async (ref, data) => {
+      await store.writeBlock(ref, data);
+    },
     writeBlockRange: (ref, offsetBytes, data, expectDigest) =>
       store.writeBlockRange(ref, offsetBytes, data, expectDigest),
     deleteBlock: (ref) => store.deleteBlock(ref),
@@ -656,7 +658,7 @@ export class Distributor implements BlockStore {
    * @throws {OutOfSpaceError} when that is because every peer tried is full.
    * @throws {RangeError} when `data` is longer than a block.
    */
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<void> {
+  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
     this.#checkOpen();
     if (data.length > this.blockSizeBytes) {
       throw new RangeError(
@@ -679,6 +681,7 @@ export class Distributor implements BlockStore {
       this.#remember(ref, written);
       // Peers that held this block before and were not written now keep an older copy.
       await this.#deleteOn(ref, previous.filter((uuid) => !written.includes(uuid)));
+      return paddedSectorCrcs(data, this.blockSizeBytes);
     } catch (error) {
       this.#placements.delete(key);
       this.#stats.failedWrites++;

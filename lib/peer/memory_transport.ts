@@ -470,7 +470,7 @@ class MemoryPeerClient implements PeerClient {
     checkOptions(options);
     checkWriteLength(this.#link.blockSizeBytes(), ref, data.length);
     const sent = data.slice();
-    return await this.#call(options, (store) => store.writeBlock(ref, sent));
+    await this.#call(options, (store) => store.writeBlock(ref, sent));
   }
 
   /**

@@ -272,11 +272,11 @@ class GatedStore extends MemoryBlockStore {
     this.#gate.resolve();
   }
 
-  override async writeBlock(r: BlockRef, data: Uint8Array): Promise<void> {
+  override async writeBlock(r: BlockRef, data: Uint8Array): Promise<Uint32Array> {
     this.waiting++;
     await this.#gate.promise;
     this.waiting--;
-    await super.writeBlock(r, data);
+    return await super.writeBlock(r, data);
   }
 }
 

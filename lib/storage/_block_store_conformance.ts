@@ -38,13 +38,19 @@ export function testBlockStore(
   Deno.test(`${name}: writeBlock() then readBlock() returns the bytes, zero-padded`, async () => {
     const store = await open({ blockSizeBytes, numBlocks: 8 });
     const data = prng.fill(new Uint8Array(5000));
-    await store.writeBlock(ref(1, 1), data);
+    const written = await store.writeBlock(ref(1, 1), data);
     const { data: back, sectorCrcs: crcs } = await store.readBlock(ref(1, 1));
     assertNode.equal(back.length, blockSizeBytes);
     assertNode.deepEqual(back.subarray(0, 5000), data);
     assertNode.ok(back.subarray(5000).every((b) => b === 0));
     assertNode.deepEqual(crcs, sectorCrcs(back, blockSizeBytes));
-    assertNode.equal(store.usedBlocks(), 1);
+    assertNode.deepEqual(written, crcs, "writeBlock() returns the sector CRCs");
+    const whole = prng.fill(new Uint8Array(blockSizeBytes));
+    assertNode.deepEqual(
+      await store.writeBlock(ref(1, 3), whole),
+      sectorCrcs(whole, blockSizeBytes),
+    );
+    assertNode.equal(store.usedBlocks(), 2);
     assertNode.equal(await store.hasBlock(ref(1, 1)), true);
     assertNode.equal(await store.hasBlock(ref(1, 2)), false);
     await store.close();

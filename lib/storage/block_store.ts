@@ -5,7 +5,7 @@
  * @module
  */
 import type { BlockRef } from "../core/block_ref.ts";
-import { blockDigest, sectorCrcs } from "../core/sector.ts";
+import { blockDigest } from "../core/sector.ts";
 import { BlockCorruptError } from "../errors.ts";
 
 /** What {@linkcode BlockStore.readBlock} returns. */
@@ -79,12 +79,15 @@ export interface BlockStore {
     into?: Uint8Array,
   ): Promise<BlockRead>;
   /**
-   * Stores a whole block, replacing any block with the same ref.
+   * Stores a whole block, replacing any block with the same ref, and returns
+   * its sector CRCs (`data` shorter than a block is stored zero-padded), so
+   * that the caller does not checksum the bytes a second time. The caller
+   * must not change `data` before the returned promise settles.
    *
    * @throws {OutOfSpaceError} when no slot is free.
    * @throws {RangeError} when `data` is longer than a block.
    */
-  writeBlock(ref: BlockRef, data: Uint8Array): Promise<void>;
+  writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array>;
   /**
    * Overwrites `data.length` bytes of a stored block at `offsetBytes`, in place,
    * and returns the block's new sector CRCs. Only for blocks no committed INode
@@ -178,6 +181,5 @@ export async function copyBlockThrough(
   }
   const block = old.data;
   block.set(data, offsetBytes);
-  await store.writeBlock(ref, block);
-  return sectorCrcs(block, store.blockSizeBytes);
+  return await store.writeBlock(ref, block);
 }

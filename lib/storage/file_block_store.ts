@@ -56,6 +56,7 @@ import {
   TorusError,
 } from "../errors.ts";
 import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
+import { IO_THREAD_MIN_BYTES, IoThread } from "./io_thread.ts";
 
 /** Name of the data file inside the store directory. */
 export const DATA_FILE_NAME = "data.blk";
@@ -437,6 +438,16 @@ interface PositionedIo {
   /** Writes all of `source` at `offsetBytes`. */
   writeAt(offsetBytes: number, source: Uint8Array): void;
   /**
+   * Whether {@linkcode readAtAsync} and {@linkcode writeAtAsync} can leave
+   * the event loop (for calls of at least `IO_THREAD_MIN_BYTES`); when
+   * false they are the synchronous calls.
+   */
+  readonly offloads: boolean;
+  /** Like {@linkcode readAt}, on the I/O thread when it has room. */
+  readAtAsync(offsetBytes: number, target: Uint8Array): Promise<void>;
+  /** Like {@linkcode writeAt}, on the I/O thread when it has room. */
+  writeAtAsync(offsetBytes: number, source: Uint8Array): Promise<void>;
+  /**
    * Copies `lengthBytes` from `fromBytes` to `toBytes` (ranges do not
    * overlap), through `scratch` when it cannot copy inside the kernel.
    */
@@ -454,8 +465,11 @@ interface PositionedIo {
 
 /** `pread`/`pwrite` through FFI on a descriptor of its own. */
 class PreadIo implements PositionedIo {
+  readonly offloads: boolean;
   #path: string;
   #fd: number;
+  /** The thread large calls go to, when this file has one. */
+  #thread: IoThread | null;
   /** Whether `copy_file_range` works here; cleared at its first refusal. */
   #kernelCopy = true;
   /** The in/out offsets `copy_file_range` reads and advances. */
@@ -463,9 +477,46 @@ class PreadIo implements PositionedIo {
   /** The writeback being submitted on another thread, if any. */
   #writeback: Promise<void> | null = null;
 
-  constructor(path: string) {
+  /** Opens `path`; with `threaded`, large calls of the async methods go to the I/O thread. */
+  constructor(path: string, threaded = false) {
     this.#path = path;
     this.#fd = openFd(path);
+    this.#thread = threaded ? IoThread.acquire() : null;
+    this.offloads = threaded;
+  }
+
+  async readAtAsync(offsetBytes: number, target: Uint8Array): Promise<void> {
+    const thread = this.#thread;
+    if (thread !== null && thread.hasRoom && target.length >= IO_THREAD_MIN_BYTES) {
+      const result = await thread.read(this.#fd, target, offsetBytes);
+      if (result === target.length) return;
+      if (result >= 0) throw this.#readError(offsetBytes, target.length, "past the end");
+      if (result < 0) throw this.#readError(offsetBytes, target.length, errnoName(-result));
+      // NaN: not run (the thread failed); read here.
+    }
+    this.readAt(offsetBytes, target);
+  }
+
+  async writeAtAsync(offsetBytes: number, source: Uint8Array): Promise<void> {
+    const thread = this.#thread;
+    if (thread !== null && thread.hasRoom && source.length >= IO_THREAD_MIN_BYTES) {
+      const result = await thread.write(this.#fd, source, offsetBytes, DATA_WRITE_PIECE_BYTES);
+      if (result === source.length) return;
+      if (result < 0) throw this.#writeError(offsetBytes, source.length, -result);
+      // NaN: not run (the thread failed); write here.
+    }
+    this.writeAt(offsetBytes, source);
+  }
+
+  #readError(offsetBytes: number, lengthBytes: number, why: string): Error {
+    return new Error(`Cannot read ${lengthBytes} bytes at ${offsetBytes} of ${this.#path}: ${why}`);
+  }
+
+  #writeError(offsetBytes: number, lengthBytes: number, code: number): Error {
+    const message = `Cannot write ${lengthBytes} bytes at ${offsetBytes} of ${this.#path}: ${
+      errnoName(code)
+    }`;
+    return code === ENOSPC ? new OutOfSpaceError(message) : new Error(message);
   }
 
   readAt(offsetBytes: number, target: Uint8Array): void {
@@ -482,17 +533,9 @@ class PreadIo implements PositionedIo {
       if (n < 0) {
         const code = errno();
         if (code === EINTR) continue;
-        throw new Error(
-          `Cannot read ${target.length} bytes at ${offsetBytes} of ${this.#path}: ${
-            errnoName(code)
-          }`,
-        );
+        throw this.#readError(offsetBytes, target.length, errnoName(code));
       }
-      if (n === 0) {
-        throw new Error(
-          `Cannot read ${target.length} bytes at ${offsetBytes} of ${this.#path}: past the end`,
-        );
-      }
+      if (n === 0) throw this.#readError(offsetBytes, target.length, "past the end");
       done += n;
     }
   }
@@ -512,10 +555,7 @@ class PreadIo implements PositionedIo {
       if (n < 0) {
         const code = errno();
         if (code === EINTR) continue;
-        const message = `Cannot write ${source.length} bytes at ${offsetBytes} of ${this.#path}: ${
-          errnoName(code)
-        }`;
-        throw code === ENOSPC ? new OutOfSpaceError(message) : new Error(message);
+        throw this.#writeError(offsetBytes, source.length, code);
       }
       done += n;
     }
@@ -580,6 +620,8 @@ class PreadIo implements PositionedIo {
   }
 
   release(): void {
+    this.#thread?.release();
+    this.#thread = null;
     libc().close(this.#fd);
   }
 }
@@ -601,6 +643,7 @@ function copyThrough(
 
 /** A `MAP_SHARED` mapping of the whole file. */
 class MmapIo implements PositionedIo {
+  readonly offloads = false;
   #pointer: Deno.PointerObject;
   #lengthBytes: number;
   #bytes: Uint8Array;
@@ -629,6 +672,14 @@ class MmapIo implements PositionedIo {
     this.#bytes.set(source, offsetBytes);
   }
 
+  async readAtAsync(offsetBytes: number, target: Uint8Array): Promise<void> {
+    this.readAt(offsetBytes, target);
+  }
+
+  async writeAtAsync(offsetBytes: number, source: Uint8Array): Promise<void> {
+    this.writeAt(offsetBytes, source);
+  }
+
   copy(fromBytes: number, toBytes: number, lengthBytes: number): void {
     this.#bytes.copyWithin(toBytes, fromBytes, fromBytes + lengthBytes);
   }
@@ -650,6 +701,7 @@ class MmapIo implements PositionedIo {
 
 /** `Deno.FsFile` seek + read/write, synchronous. */
 class FsFileIo implements PositionedIo {
+  readonly offloads = false;
   #file: Deno.FsFile;
   #path: string;
 
@@ -676,6 +728,14 @@ class FsFileIo implements PositionedIo {
     this.#file.seekSync(offsetBytes, Deno.SeekMode.Start);
     let done = 0;
     while (done < source.length) done += this.#file.writeSync(source.subarray(done));
+  }
+
+  async readAtAsync(offsetBytes: number, target: Uint8Array): Promise<void> {
+    this.readAt(offsetBytes, target);
+  }
+
+  async writeAtAsync(offsetBytes: number, source: Uint8Array): Promise<void> {
+    this.writeAt(offsetBytes, source);
   }
 
   copy(fromBytes: number, toBytes: number, lengthBytes: number, scratch: Uint8Array): void {
@@ -895,6 +955,10 @@ export class FileBlockStore implements BlockStore {
   #closed = false;
   /** Flushes in flight, which `close()` waits for. */
   #flushes = new Set<Promise<void>>();
+  /** Reads and writes on the I/O thread, which `close()` waits for (they never reject). */
+  #offloaded = new Set<Promise<void>>();
+  /** Whole-block writes on the I/O thread, by ref key: not installed until they land. */
+  #writing = new Map<string, Promise<void>>();
   /**
    * The sector CRCs of every slot, `sectorsPerBlock` per slot: the index in
    * memory (4 bytes per 4 KiB sector, 0.1% of the store). Reads verify
@@ -1151,7 +1215,7 @@ export class FileBlockStore implements BlockStore {
         data = new FsFileIo(dataFile, dataPath);
         index = new FsFileIo(indexFile, indexPath);
       } else {
-        data = new PreadIo(dataPath);
+        data = new PreadIo(dataPath, blockSizeBytes >= IO_THREAD_MIN_BYTES);
         opened.push(data);
         index = new PreadIo(indexPath);
       }
@@ -1223,7 +1287,9 @@ export class FileBlockStore implements BlockStore {
   ): Promise<BlockRead> {
     this.#checkOpen("read");
     const { offsetBytes, lengthBytes } = checkRange(this.blockSizeBytes, range);
-    const entry = this.#get(ref, "read");
+    for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
+    this.#checkOpen("read");
+    let entry = this.#get(ref, "read");
     const sector = this.#sectorSizeBytes;
     if (
       into !== undefined && into.length === lengthBytes && lengthBytes > 0 &&
@@ -1231,6 +1297,14 @@ export class FileBlockStore implements BlockStore {
     ) {
       // Whole sectors: read straight into the caller's buffer.
       const first = offsetBytes / sector;
+      if (
+        this.#data.offloads && lengthBytes >= IO_THREAD_MIN_BYTES &&
+        entry.slot < this.#numSlots && this.#lenders[entry.slot]! < 0
+      ) {
+        const read = await this.#readOffloaded(ref, entry, offsetBytes, into);
+        if (read !== null) return read;
+        entry = this.#get(ref, "read");
+      }
       this.#readSectors(entry.slot, first, into);
       for (let i = 0; i < lengthBytes / sector; i++) {
         this.#verifySector(entry, first + i, into.subarray(i * sector, (i + 1) * sector));
@@ -1255,12 +1329,66 @@ export class FileBlockStore implements BlockStore {
     return { data, sectorCrcs: this.#slotCrcs(entry.slot) };
   }
 
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<void> {
+  /**
+   * A whole-slot read on the I/O thread, verified once it lands; null when
+   * the block moved or its slot was written meanwhile (the copy may be torn):
+   * the caller then reads again, synchronously.
+   */
+  async #readOffloaded(
+    ref: BlockRef,
+    entry: Entry,
+    offsetBytes: number,
+    into: Uint8Array,
+  ): Promise<BlockRead | null> {
+    const slot = entry.slot;
+    const writes = this.#slotWrites[slot]!;
+    const read = this.#data.readAtAsync(slot * this.blockSizeBytes + offsetBytes, into);
+    const landed = read.then(() => {}, () => {});
+    this.#offloaded.add(landed);
+    try {
+      await read;
+    } finally {
+      this.#offloaded.delete(landed);
+    }
+    if (
+      this.#entries.get(ref.key()) !== entry || entry.slot !== slot ||
+      this.#slotWrites[slot] !== writes
+    ) {
+      return null;
+    }
+    const sector = this.#sectorSizeBytes;
+    const first = offsetBytes / sector;
+    for (let i = 0; i < into.length / sector; i++) {
+      this.#verifySector(entry, first + i, into.subarray(i * sector, (i + 1) * sector));
+    }
+    return { data: into, sectorCrcs: this.#slotCrcs(slot) };
+  }
+
+  /**
+   * A whole-block write of `ref` (or of `other`) in flight on the I/O thread.
+   * Callers wait for it in a loop of their own, so that operations waiting
+   * for one write resume in the order they were called.
+   */
+  #inFlightWrite(ref: BlockRef, other?: BlockRef): Promise<void> | undefined {
+    if (this.#writing.size === 0) return undefined;
+    return this.#writing.get(ref.key()) ??
+      (other === undefined ? undefined : this.#writing.get(other.key()));
+  }
+
+  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
     this.#checkOpen("write");
     if (data.length > this.blockSizeBytes) {
       throw new RangeError(
         `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
       );
+    }
+    for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
+    this.#checkOpen("write");
+    if (
+      this.#data.offloads && data.length === this.blockSizeBytes &&
+      this.blockSizeBytes >= IO_THREAD_MIN_BYTES && this.#freeCount > 0
+    ) {
+      return await this.#writeOffloaded(ref, data);
     }
     const slot = this.#slotFor(ref);
     let block = data;
@@ -1279,6 +1407,51 @@ export class FileBlockStore implements BlockStore {
     }
     if (this.#lenders[slot]! >= 0) this.#unlend(slot); // whole now
     this.#install(ref, slot);
+    return this.#slotCrcs(slot);
+  }
+
+  /**
+   * A whole-block write on the I/O thread, always into a free slot (also when
+   * `ref` is stored already): until the data lands, readers find the block
+   * as it was, in its old slot, and nothing reads the new one. The slot is
+   * taken at once, so that the free-space checks of other writers count it.
+   */
+  async #writeOffloaded(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
+    const key = ref.key();
+    const slot = this.#free[this.#freeCount - 1]!;
+    this.#takeFree(slot);
+    assert(this.#lenders[slot]! < 0, `free slot ${slot} is a delta`);
+    const sector = this.#sectorSizeBytes;
+    const crcsAt = slot * this.#sectorsPerBlock;
+    for (let i = 0; i < this.#sectorsPerBlock; i++) {
+      this.#crcs[crcsAt + i] = crc32(data.subarray(i * sector, (i + 1) * sector));
+    }
+    this.#wrote(slot, data.length);
+    const write = this.#data.writeAtAsync(slot * this.blockSizeBytes, data);
+    const landed = write.then(() => {}, () => {});
+    this.#offloaded.add(landed);
+    this.#writing.set(key, landed);
+    try {
+      await write;
+    } catch (error) {
+      this.#free[this.#freeCount++] = slot;
+      throw error;
+    } finally {
+      this.#offloaded.delete(landed);
+      this.#writing.delete(key);
+    }
+    // Installed also when the store is closing: close() waits for this first.
+    const existing = this.#entries.get(key);
+    if (existing === undefined) {
+      this.#entries.set(key, { ref, slot });
+    } else {
+      const left = existing.slot;
+      existing.slot = slot;
+      this.#release(left);
+    }
+    this.#slotRefs[slot] = ref;
+    this.#dirty.add(slot);
+    return this.#slotCrcs(slot);
   }
 
   async writeBlockRange(
@@ -1289,6 +1462,8 @@ export class FileBlockStore implements BlockStore {
   ): Promise<Uint32Array> {
     this.#checkOpen("write");
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
+    this.#checkOpen("write");
     const entry = this.#get(ref, "write");
     const crcsAt = entry.slot * this.#sectorsPerBlock;
     if (
@@ -1372,6 +1547,10 @@ export class FileBlockStore implements BlockStore {
     this.#checkOpen("write");
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
     if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
+    for (let w = this.#inFlightWrite(source, ref); w; w = this.#inFlightWrite(source, ref)) {
+      await w;
+    }
+    this.#checkOpen("write");
     const from = this.#get(source, "copy");
     const sectors = this.#sectorsPerBlock;
     const fromCrcsAt = from.slot * sectors;
@@ -1448,6 +1627,8 @@ export class FileBlockStore implements BlockStore {
 
   async deleteBlock(ref: BlockRef): Promise<boolean> {
     this.#checkOpen("delete from");
+    for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
+    this.#checkOpen("delete from");
     const key = ref.key();
     const entry = this.#entries.get(key);
     if (!entry) return false;
@@ -1480,6 +1661,8 @@ export class FileBlockStore implements BlockStore {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      // Reads and writes on the I/O thread land first: their blocks are flushed too.
+      while (this.#offloaded.size > 0) await Promise.all(this.#offloaded);
       // Flushes in flight keep their descriptors until they settle.
       await Promise.allSettled(this.#flushes);
       await this.#sync();

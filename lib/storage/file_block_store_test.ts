@@ -7,6 +7,7 @@ import { Prng } from "../prng.ts";
 import { testBlockStore } from "./_block_store_conformance.ts";
 import type { BlockStore } from "./block_store.ts";
 import { MemoryBlockStore } from "./memory_block_store.ts";
+import { IO_THREAD_MIN_BYTES, ioThreadStats } from "./io_thread.ts";
 import {
   CRASH_DELETE_EVERY,
   crashExpected,
@@ -26,6 +27,8 @@ import {
 } from "./file_block_store.ts";
 
 const BLOCK = 16384;
+/** Blocks whose whole-block reads and writes go to the I/O thread. */
+const BIG_BLOCK = 512 * 1024;
 
 function ref(index: number): BlockRef {
   return new BlockRef(5, BlockType.data, 9, index);
@@ -954,8 +957,9 @@ Deno.test("FileBlockStore: random copies, writes, deletes and flushes match Memo
 });
 
 Deno.test("FileBlockStore: the same with blocks longer than a write piece and copies long enough for the kernel", async () => {
-  // 256 KiB blocks: whole-block writes go in DATA_WRITE_PIECE_BYTES pieces,
-  // and long runs are copied by copy_file_range, short ones through memory.
+  // 256 KiB blocks: whole-block writes go to the I/O thread in
+  // DATA_WRITE_PIECE_BYTES pieces, and long runs are copied by
+  // copy_file_range, short ones through memory.
   assertNode.ok(256 * 1024 > DATA_WRITE_PIECE_BYTES);
   await differential(256 * 1024, 300, 96 * 1024, 0x64b10c);
 });
@@ -1230,4 +1234,130 @@ Deno.test("FileBlockStore: a flush merging many deltas lets writes and deletes i
     }
     await store.close();
   });
+});
+
+/**
+ * Asserts that two byte arrays are equal, naming the first difference: a
+ * failing deepEqual of two 512 KiB arrays spends minutes building its diff.
+ */
+function assertBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
+  assertNode.equal(actual.length, expected.length, `${what}: length`);
+  const at = actual.findIndex((byte, i) => byte !== expected[i]);
+  assertNode.equal(at, -1, `${what}: first difference at byte ${at}`);
+}
+
+Deno.test("FileBlockStore: whole 512 KiB blocks are written and read on the I/O thread", async () => {
+  assertNode.ok(BIG_BLOCK >= IO_THREAD_MIN_BYTES);
+  const store = await openTemp(BIG_BLOCK, 4);
+  try {
+    const data = new Prng(0x1017).fill(new Uint8Array(BIG_BLOCK));
+    const before = { ...ioThreadStats };
+    assertNode.deepEqual(await store.writeBlock(ref(1), data), sectorCrcs(data, BIG_BLOCK));
+    const into = new Uint8Array(BIG_BLOCK);
+    const read = await store.readBlock(ref(1), undefined, undefined, into);
+    assertNode.ok(read.data === into, "read into the given buffer");
+    assertBytes(into, data);
+    // Half a block is long enough too.
+    const half = new Uint8Array(BIG_BLOCK / 2);
+    await store.readBlock(
+      ref(1),
+      { offsetBytes: BIG_BLOCK / 2, lengthBytes: BIG_BLOCK / 2 },
+      undefined,
+      half,
+    );
+    assertBytes(half, data.subarray(BIG_BLOCK / 2));
+    assertNode.equal(ioThreadStats.jobs - before.jobs, 3);
+    assertNode.equal(ioThreadStats.bytes - before.bytes, 2.5 * BIG_BLOCK);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("FileBlockStore: while a whole-block write is on the I/O thread, the block reads, copies, patches and deletes as after it", async () => {
+  const store = await openTemp(BIG_BLOCK, 8);
+  try {
+    const prng = new Prng(0x1018);
+    const old = prng.fill(new Uint8Array(BIG_BLOCK));
+    const next = prng.fill(new Uint8Array(BIG_BLOCK));
+    await store.writeBlock(ref(1), old);
+    // A read started while the replacing write is in flight sees the new block.
+    let writing = store.writeBlock(ref(1), next);
+    assertBytes((await store.readBlock(ref(1))).data, next);
+    await writing;
+    // So does a copy, and a patch lands on the new block, not the replaced one.
+    writing = store.writeBlock(ref(1), old);
+    const copied = store.copyBlock(ref(1), ref(2), 0, new Uint8Array([9]));
+    const patched = store.writeBlockRange(ref(1), 1, new Uint8Array([8]));
+    await Promise.all([writing, copied, patched]);
+    const wantCopy = old.slice();
+    wantCopy[0] = 9;
+    assertBytes((await store.readBlock(ref(2))).data, wantCopy);
+    const wantPatched = old.slice();
+    wantPatched[1] = 8;
+    assertBytes((await store.readBlock(ref(1))).data, wantPatched);
+    // A delete issued during the write removes the written block.
+    const used = store.usedBlocks();
+    writing = store.writeBlock(ref(3), next);
+    assertNode.equal(await store.deleteBlock(ref(3)), true);
+    await writing;
+    assertNode.equal(await store.hasBlock(ref(3)), false);
+    assertNode.equal(store.usedBlocks(), used, "the slot of the deleted block is free");
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("FileBlockStore: a read on the I/O thread that an in-place write overtakes is read again, never torn", async () => {
+  const store = await openTemp(BIG_BLOCK, 4);
+  try {
+    const prng = new Prng(0x1019);
+    await store.writeBlock(ref(1), prng.fill(new Uint8Array(BIG_BLOCK)));
+    for (let round = 0; round < 20; round++) {
+      const into = new Uint8Array(BIG_BLOCK);
+      const reading = store.readBlock(ref(1), undefined, undefined, into);
+      // In place, while the thread copies: every sector of the block changes.
+      const fresh = prng.fill(new Uint8Array(BIG_BLOCK));
+      await store.writeBlockRange(ref(1), 0, fresh);
+      const read = await reading;
+      assertBytes(read.data, fresh, `round ${round}`);
+      assertNode.deepEqual(read.sectorCrcs, sectorCrcs(fresh, BIG_BLOCK));
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("FileBlockStore: close() waits for writes on the I/O thread and makes them durable", async () => {
+  await withTempDir(async (directory) => {
+    const prng = new Prng(0x101a);
+    const blocks = [0, 1, 2].map(() => prng.fill(new Uint8Array(BIG_BLOCK)));
+    let store = await open(directory, 4, BIG_BLOCK);
+    const writes = blocks.map((data, i) => store.writeBlock(ref(i), data));
+    await store.close();
+    await Promise.all(writes);
+    store = await open(directory, 4, BIG_BLOCK);
+    try {
+      for (const [i, data] of blocks.entries()) {
+        assertBytes((await store.readBlock(ref(i))).data, data);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("FileBlockStore: with no free slot, a whole-block rewrite goes in place", async () => {
+  const store = await openTemp(BIG_BLOCK, 2);
+  try {
+    const prng = new Prng(0x101b);
+    await store.writeBlock(ref(1), prng.fill(new Uint8Array(BIG_BLOCK)));
+    await store.writeBlock(ref(2), prng.fill(new Uint8Array(BIG_BLOCK)));
+    assertNode.equal(store.usedBlocks(), 2);
+    const data = prng.fill(new Uint8Array(BIG_BLOCK));
+    await store.writeBlock(ref(1), data);
+    assertBytes((await store.readBlock(ref(1))).data, data);
+    assertNode.equal(store.usedBlocks(), 2);
+  } finally {
+    await store.close();
+  }
 });

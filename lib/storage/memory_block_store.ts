@@ -71,7 +71,7 @@ export class MemoryBlockStore implements BlockStore {
     };
   }
 
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<void> {
+  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
     this.#checkOpen();
     if (data.length > this.blockSizeBytes) {
       throw new RangeError(
@@ -84,7 +84,9 @@ export class MemoryBlockStore implements BlockStore {
     }
     const copy = new Uint8Array(this.blockSizeBytes);
     copy.set(data);
-    this.#blocks.set(key, { ref, data: copy, crcs: sectorCrcs(copy, this.blockSizeBytes) });
+    const crcs = sectorCrcs(copy, this.blockSizeBytes);
+    this.#blocks.set(key, { ref, data: copy, crcs });
+    return crcs.slice();
   }
 
   async writeBlockRange(
