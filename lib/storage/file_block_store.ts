@@ -38,7 +38,8 @@
  * Linux only: it calls libc through FFI (`--allow-ffi`) for `pread`, `pwrite`
  * and `posix_fallocate`. Reads and writes are synchronous calls (microseconds
  * on the page cache, where an async Deno file op costs ~190 µs); only the
- * fdatasyncs of `flush()` leave the event loop.
+ * fdatasyncs of `flush()` and whole-block reads and writes of 128 KiB or more
+ * (on the I/O thread of `io_thread.ts`) leave the event loop.
  *
  * @module
  */
