@@ -1361,3 +1361,34 @@ Deno.test("FileBlockStore: with no free slot, a whole-block rewrite goes in plac
     await store.close();
   }
 });
+
+Deno.test("FileBlockStore: a corrupt sector read on the I/O thread throws BlockCorruptError", async () => {
+  await withTempDir(async (directory) => {
+    const data = new Prng(0x101c).fill(new Uint8Array(BIG_BLOCK));
+    let store = await open(directory, 4, BIG_BLOCK);
+    await store.writeBlock(ref(1), data);
+    await store.close();
+    const slot = await slotOf(directory, BIG_BLOCK, ref(1));
+    await patchFile(
+      `${directory}/${DATA_FILE_NAME}`,
+      slot * BIG_BLOCK + 77 * 4096 + 5,
+      1,
+      (bytes) => bytes[0] = bytes[0]! ^ 0x01,
+    );
+    store = await open(directory, 4, BIG_BLOCK);
+    try {
+      const jobs = ioThreadStats.jobs;
+      await assertNode.rejects(
+        store.readBlock(ref(1), undefined, undefined, new Uint8Array(BIG_BLOCK)),
+        (error: Error) => error instanceof BlockCorruptError && /sector 77 /.test(error.message),
+      );
+      assertNode.equal(ioThreadStats.jobs - jobs, 1, "read on the thread");
+      // The sectors before it still read.
+      const head = new Uint8Array(IO_THREAD_MIN_BYTES);
+      await store.readBlock(ref(1), { offsetBytes: 0, lengthBytes: head.length }, undefined, head);
+      assertBytes(head, data.subarray(0, head.length));
+    } finally {
+      await store.close();
+    }
+  });
+});
