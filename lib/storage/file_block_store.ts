@@ -1442,16 +1442,7 @@ export class FileBlockStore implements BlockStore {
       this.#writing.delete(key);
     }
     // Installed also when the store is closing: close() waits for this first.
-    const existing = this.#entries.get(key);
-    if (existing === undefined) {
-      this.#entries.set(key, { ref, slot });
-    } else {
-      const left = existing.slot;
-      existing.slot = slot;
-      this.#release(left);
-    }
-    this.#slotRefs[slot] = ref;
-    this.#dirty.add(slot);
+    this.#install(ref, slot, true);
     return this.#slotCrcs(slot);
   }
 
@@ -2117,12 +2108,15 @@ export class FileBlockStore implements BlockStore {
     return this.#free[this.#freeCount - 1]!;
   }
 
-  /** Records `ref` as stored in `slot` (from {@linkcode #slotFor}), releasing a slot it leaves. */
-  #install(ref: BlockRef, slot: number): void {
+  /**
+   * Records `ref` as stored in `slot` (from {@linkcode #slotFor}), releasing a
+   * slot it leaves; `taken` when the slot is off the free stack already.
+   */
+  #install(ref: BlockRef, slot: number, taken = false): void {
     const key = ref.key();
     const existing = this.#entries.get(key);
     if (existing === undefined || existing.slot !== slot) {
-      this.#takeFree(slot);
+      if (!taken) this.#takeFree(slot);
       if (existing === undefined) {
         this.#entries.set(key, { ref, slot });
       } else {
