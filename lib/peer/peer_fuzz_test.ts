@@ -86,11 +86,19 @@ const pick = <T>(prng: Prng, items: readonly T[]): T => items[prng.nextInt(items
 const randomBytes = (prng: Prng, length: number) => prng.fill(new Uint8Array(length));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Flips one to three bytes of a copy of `message`. */
+/**
+ * Changes one to three distinct bytes of a copy of `message`. (Distinct: two
+ * flips of one byte could cancel out and leave a valid message, which the
+ * fuzzer would then expect the server to refuse; seed 3508116403 did that.)
+ */
 function flip(prng: Prng, message: Uint8Array): Uint8Array {
   const out = message.slice();
-  for (let i = 0, n = 1 + prng.nextInt(3); i < n && out.length > 0; i++) {
+  const changed = new Set<number>();
+  const n = Math.min(1 + prng.nextInt(3), out.length);
+  while (changed.size < n) {
     const at = prng.nextInt(out.length);
+    if (changed.has(at)) continue;
+    changed.add(at);
     out[at] = out[at]! ^ (1 + prng.nextInt(255));
   }
   return out;
