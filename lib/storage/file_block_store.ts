@@ -1307,22 +1307,14 @@ export class FileBlockStore implements BlockStore {
         entry = this.#get(ref, "read");
       }
       this.#readSectors(entry.slot, first, into);
-      for (let i = 0; i < lengthBytes / sector; i++) {
-        this.#verifySector(entry, first + i, into.subarray(i * sector, (i + 1) * sector));
-      }
+      this.#verifySectors(entry, first, into);
       return { data: into, sectorCrcs: this.#slotCrcs(entry.slot) };
     }
     const first = Math.min(Math.floor(offsetBytes / sector), this.#sectorsPerBlock - 1);
     const end = Math.max(first + 1, Math.ceil((offsetBytes + lengthBytes) / sector));
     const bytes = new Uint8Array((end - first) * sector);
     this.#readSectors(entry.slot, first, bytes);
-    for (let i = first; i < end; i++) {
-      this.#verifySector(
-        entry,
-        i,
-        bytes.subarray((i - first) * sector, (i - first + 1) * sector),
-      );
-    }
+    this.#verifySectors(entry, first, bytes);
     const start = offsetBytes - first * sector;
     const data = start === 0 && lengthBytes === bytes.length
       ? bytes
@@ -1357,11 +1349,7 @@ export class FileBlockStore implements BlockStore {
     ) {
       return null;
     }
-    const sector = this.#sectorSizeBytes;
-    const first = offsetBytes / sector;
-    for (let i = 0; i < into.length / sector; i++) {
-      this.#verifySector(entry, first + i, into.subarray(i * sector, (i + 1) * sector));
-    }
+    this.#verifySectors(entry, offsetBytes / this.#sectorSizeBytes, into);
     return { data: into, sectorCrcs: this.#slotCrcs(slot) };
   }
 
@@ -1432,6 +1420,9 @@ export class FileBlockStore implements BlockStore {
     const landed = write.then(() => {}, () => {});
     this.#offloaded.add(landed);
     this.#writing.set(key, landed);
+    // When `write` settles, `landed` settles first, but the operations waiting
+    // for it resume only after this continuation, queued before theirs: the
+    // block is installed before they look (so this await stays inline).
     try {
       await write;
     } catch (error) {
@@ -2266,6 +2257,14 @@ export class FileBlockStore implements BlockStore {
         io.writeAt(offset, record);
       }
       this.#dirty.delete(slot);
+    }
+  }
+
+  /** Verifies `bytes`, whole sectors of `entry`'s block from sector `first` on. */
+  #verifySectors(entry: Entry, first: number, bytes: Uint8Array): void {
+    const sector = this.#sectorSizeBytes;
+    for (let i = 0; i < bytes.length / sector; i++) {
+      this.#verifySector(entry, first + i, bytes.subarray(i * sector, (i + 1) * sector));
     }
   }
 
