@@ -24,6 +24,7 @@ import {
   initialize,
   listSnapshots,
   listVolumes,
+  planInitialize,
   restoreVolumeSnapshot,
 } from "../lib/ctl/volume_ops.ts";
 import { LocalNode } from "../lib/node/local_node.ts";
@@ -308,18 +309,20 @@ const root: Command = {
           description: "cluster: start with an empty ring instead of ketama (replication 2)",
         },
       },
-      run: ({ flags }) =>
-        withNode(flags, async (node) => {
-          await initialize(node, {
-            blockSizeText: String(flags["block-size"]),
-            blockSpec: String(flags["block-spec"]),
-            noRing: flags["no-ring"] === true,
-          });
+      run: ({ flags }) => {
+        const plan = planInitialize({
+          blockSizeText: String(flags["block-size"]),
+          blockSpec: String(flags["block-spec"]),
+          noRing: flags["no-ring"] === true,
+        });
+        return withNode(flags, async (node) => {
+          await initialize(node, plan);
           const metadata = await node.globalMetadata();
           print(
             `initialized ${node.location}: block size ${metadata.blockSizeBytes} bytes, block spec ${metadata.defaultBlockSpec}`,
           );
-        }, true),
+        }, true);
+      },
     },
     {
       name: "wipe",

@@ -9,8 +9,46 @@
  * @module
  */
 import { assert } from "../assert.ts";
-import { SECTOR_SIZE_BYTES } from "../constants.ts";
+import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN, SECTOR_SIZE_BYTES } from "../constants.ts";
+import { formatSize } from "../size.ts";
 import { crc32 } from "./crc32.ts";
+
+/**
+ * Checks the block size a new data directory or cluster is initialized
+ * with: a power of two from {@linkcode BLOCK_SIZE_BYTES_MIN} to
+ * {@linkcode BLOCK_SIZE_BYTES_MAX}. Anything else would split a volume's
+ * 4 KiB pages across blocks (a 1000-byte block), or advertise an NBD
+ * preferred block size that is not a power of two.
+ *
+ * @throws {RangeError} otherwise, naming the limits.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkNewBlockSize } from "./sector.ts";
+ * checkNewBlockSize(512 * 1024); // fine
+ * try {
+ *   checkNewBlockSize(1000);
+ *   throw new Error("accepted");
+ * } catch (error) {
+ *   if (!(error instanceof RangeError)) throw error;
+ * }
+ * ```
+ */
+export function checkNewBlockSize(blockSizeBytes: number): void {
+  if (
+    !Number.isSafeInteger(blockSizeBytes) || blockSizeBytes < BLOCK_SIZE_BYTES_MIN ||
+    blockSizeBytes > BLOCK_SIZE_BYTES_MAX || (blockSizeBytes & (blockSizeBytes - 1)) !== 0
+  ) {
+    const size = Number.isSafeInteger(blockSizeBytes) && blockSizeBytes >= 0
+      ? formatSize(blockSizeBytes)
+      : String(blockSizeBytes);
+    throw new RangeError(
+      `Cannot use a block size of ${size}: it must be a power of two from ${
+        formatSize(BLOCK_SIZE_BYTES_MIN)
+      } to ${formatSize(BLOCK_SIZE_BYTES_MAX)}`,
+    );
+  }
+}
 
 /** The sector size for a block size. */
 export function sectorSizeBytes(blockSizeBytes: number): number {

@@ -5,7 +5,7 @@
  * @module
  */
 import { createBlockVolume, findSnapshot, restoreSnapshot } from "../block/block_volume.ts";
-import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
+import { checkNewBlockSize } from "../core/sector.ts";
 import type { LockStatus, SnapshotInfo, VolumeInfo } from "../metadata/metadata_service.ts";
 import type { TorusNode } from "../node/torus_node.ts";
 import { parseSize } from "../size.ts";
@@ -56,19 +56,31 @@ export interface InitOptions {
   noRing?: boolean;
 }
 
-/** Formats the data directory's metadata. */
-export async function initialize(node: TorusNode, options: InitOptions): Promise<void> {
+/** `torusctl init`'s flags, checked. */
+export interface InitPlan {
+  blockSizeBytes: number;
+  defaultBlockSpec: string;
+  noRing: boolean;
+}
+
+/**
+ * Checks `init`'s flags before anything is opened or created, so that a bad
+ * size or spec leaves no half-made data directory behind.
+ *
+ * @throws {RangeError} on a block size that is not a power of two in bounds.
+ * @throws {SyntaxError} on an unreadable size or block spec.
+ */
+export function planInitialize(options: InitOptions): InitPlan {
   const blockSizeBytes = parseSize(options.blockSizeText);
-  const powerOfTwo = (blockSizeBytes & (blockSizeBytes - 1)) === 0;
-  if (
-    blockSizeBytes < BLOCK_SIZE_BYTES_MIN || blockSizeBytes > BLOCK_SIZE_BYTES_MAX || !powerOfTwo
-  ) {
-    throw new RangeError(
-      `Cannot use block size ${options.blockSizeText}: it must be a power of two from ${BLOCK_SIZE_BYTES_MIN} bytes to 16MiB`,
-    );
-  }
+  checkNewBlockSize(blockSizeBytes);
   const defaultBlockSpec = formatBlockSpec(parseBlockSpec(options.blockSpec));
-  await node.initialize({ blockSizeBytes, defaultBlockSpec }, { noRing: options.noRing });
+  return { blockSizeBytes, defaultBlockSpec, noRing: options.noRing === true };
+}
+
+/** Formats the data directory's metadata. */
+export async function initialize(node: TorusNode, plan: InitPlan): Promise<void> {
+  const { blockSizeBytes, defaultBlockSpec, noRing } = plan;
+  await node.initialize({ blockSizeBytes, defaultBlockSpec }, { noRing });
 }
 
 /**

@@ -6,6 +6,7 @@
  * @module
  */
 import { collectGarbage } from "../block/gc.ts";
+import { checkNewBlockSize } from "../core/sector.ts";
 import type { Clock } from "../clock.ts";
 import { BLOCK_SIZE_BYTES_DEFAULT } from "../constants.ts";
 import { MetadataUnavailableError, NotInitializedError, TorusError } from "../errors.ts";
@@ -118,9 +119,12 @@ export class Torusd {
    * Opens the data directory and its block store.
    *
    * @throws {NotInitializedError} when it is not initialized and `autoInit` is off.
+   * @throws {RangeError} when `blockSizeBytes` is not a power of two from 256 B to 16 MiB.
    */
   static async start(options: TorusdOptions): Promise<Torusd> {
     if (options.cluster) return await Torusd.#startCluster(options, options.cluster);
+    // Before the data directory is created: a bad size leaves nothing behind.
+    if (options.blockSizeBytes !== undefined) checkNewBlockSize(options.blockSizeBytes);
     const node = await LocalNode.open({
       dataDir: options.dataDir,
       create: true,

@@ -4,13 +4,8 @@
  *
  * @module
  */
-import {
-  BLOCK_SIZE_BYTES_MAX,
-  BLOCK_SIZE_BYTES_MIN,
-  NAME_LENGTH_BYTES_MAX,
-  VOLUME_ID_MAX,
-  VOLUME_SIZE_BYTES_MAX,
-} from "../constants.ts";
+import { NAME_LENGTH_BYTES_MAX, VOLUME_ID_MAX, VOLUME_SIZE_BYTES_MAX } from "../constants.ts";
+import { checkNewBlockSize } from "../core/sector.ts";
 import type {
   GlobalMetadata,
   MetadataService,
@@ -126,19 +121,11 @@ export function checkTtlMs(ttlMs: number): void {
 /**
  * Checks the global metadata given to `initialize`.
  *
- * @throws {RangeError} on a block size out of bounds or an empty spec.
+ * @throws {RangeError} on a block size that is not a power of two in bounds, or an empty spec.
  */
 export function checkGlobalMetadata(metadata: GlobalMetadata): void {
   const { blockSizeBytes, defaultBlockSpec } = metadata;
-  if (
-    !Number.isSafeInteger(blockSizeBytes) || blockSizeBytes < BLOCK_SIZE_BYTES_MIN ||
-    blockSizeBytes > BLOCK_SIZE_BYTES_MAX
-  ) {
-    throw new RangeError(
-      `Cannot initialize metadata as 'blockSizeBytes' must be an integer in ` +
-        `[${BLOCK_SIZE_BYTES_MIN}, ${BLOCK_SIZE_BYTES_MAX}]: current value is ${blockSizeBytes}`,
-    );
-  }
+  checkNewBlockSize(blockSizeBytes);
   if (typeof defaultBlockSpec !== "string" || defaultBlockSpec.length === 0) {
     throw new RangeError(
       `Cannot initialize metadata as 'defaultBlockSpec' must not be empty`,

@@ -204,6 +204,13 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
       a.initialize({ blockSizeBytes: 4096.5, defaultBlockSpec: "crc,base" }, ring(1)),
       RangeError,
     );
+    // Not a power of two: a 4 KiB page would straddle two blocks.
+    for (const blockSizeBytes of [1000, 3 * 4096]) {
+      await assert.rejects(
+        a.initialize({ blockSizeBytes, defaultBlockSpec: "crc,base" }, ring(1)),
+        /must be a power of two/,
+      );
+    }
     await assert.rejects(
       a.initialize({ blockSizeBytes: 4096, defaultBlockSpec: "" }, ring(1)),
       RangeError,

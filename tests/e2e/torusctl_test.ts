@@ -95,10 +95,19 @@ Deno.test("torusctl: bad input is one line on stderr, a non-zero exit, and chang
       /VOLUME@SNAPSHOT/,
     );
     expectOneLine(await run("torusctl", ["block", "dump", "missing", "-", ...dd]), /missing/);
-    expectOneLine(
-      await run("torusctl", ["init", "--block-size", "1000", "--data-dir", join(dir, "x")]),
-      /power of two/,
-    );
+    for (const size of ["1000", "12KiB", "32MiB"]) {
+      const fresh = join(dir, `fresh-${size}`);
+      expectOneLine(
+        await run("torusctl", ["init", "--block-size", size, "--data-dir", fresh]),
+        /Cannot use a block size of .*: it must be a power of two from 256 B to 16 MiB/,
+      );
+      expectOneLine(
+        await run("torusd", ["--auto-init", "--block-size", size, "--data-dir", fresh]),
+        /^torusd: Cannot use a block size of .*: it must be a power of two/,
+      );
+      // Refused before anything was made: no half-initialized data directory.
+      await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
+    }
     const r = await run("torusctl", ["volume", "list", "-o", "json", ...dd]);
     assert.deepEqual(JSON.parse(r.stdout), []);
     const help = await run("torusctl", ["volume", "create-block", "--help"]);
