@@ -31,6 +31,8 @@ export const CRASH_PATCH_EVERY = 4;
 const CRASH_CHURN_COPY_EVERY = 5;
 /** Unflushed blocks with `n % CRASH_CHURN_PATCH_EVERY === 0` are patched. */
 export const CRASH_CHURN_PATCH_EVERY = 3;
+/** Slots the churn keeps free before each block it writes. */
+const CHURN_FREE_SLOTS_MIN = 3;
 /** The churn flushes every this many blocks, so the kill lands between or inside flushes. */
 const CRASH_CHURN_FLUSH_EVERY = 16;
 /** Bytes of a patch written with `writeBlockRange`. */
@@ -53,11 +55,29 @@ export function crashFlushedPatched(n: number): boolean {
   return n % CRASH_PATCH_EVERY === 1 || n % CRASH_PATCH_EVERY === 3;
 }
 
+/**
+ * Every this many blocks, a patched copy then rewrites most of its block with
+ * the same bytes, in two steps (a packed delta first moves to a slot of its
+ * own as a delta, then grows there): it owns most of its sectors, so its merge
+ * copies the lender's remaining sectors into its own slot instead.
+ */
+const CRASH_OWN_MOST_EVERY = 2;
+
 /** Writes block `n` as patched through a copy of a temporary block, left in place. */
 async function copyPatched(store: FileBlockStore, n: number): Promise<void> {
   const blockSizeBytes = store.blockSizeBytes;
   await store.writeBlock(crashTempRef(n), crashWritten(n, blockSizeBytes));
   await store.copyBlock(crashTempRef(n), crashRef(n), ...crashPatch(n, blockSizeBytes));
+  if (Math.floor(n / CRASH_PATCH_EVERY) % CRASH_OWN_MOST_EVERY === 0) {
+    const patched = crashExpected(n, blockSizeBytes)[1];
+    const half = (blockSizeBytes * 7) / 16;
+    await store.writeBlockRange(crashRef(n), 0, patched.subarray(0, half));
+    await store.writeBlockRange(
+      crashRef(n),
+      half,
+      patched.subarray(half, (blockSizeBytes * 3) / 4),
+    );
+  }
 }
 
 /** The bytes written for block `n`: a prefix of the block; the rest stays zero. */
@@ -118,7 +138,8 @@ async function main(args: string[]): Promise<void> {
   for (let n = flushed; Date.now() < deadline; n++) {
     const temp = temps.shift();
     if (temp !== undefined) await store.deleteBlock(crashTempRef(temp));
-    while (store.usedBlocks() >= store.numBlocks() - 1 && live.length > 0) {
+    // Room for a temporary block, its copy, and the copy's move to a slot of its own.
+    while (store.usedBlocks() >= store.numBlocks() - CHURN_FREE_SLOTS_MIN && live.length > 0) {
       await store.deleteBlock(crashRef(live.shift()!));
     }
     live.push(n);

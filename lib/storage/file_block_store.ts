@@ -860,6 +860,12 @@ interface Merge {
   ref: BlockRef;
   /** The borrower's write count when its sectors were copied. */
   writes: number;
+  /**
+   * The lender's remaining sectors were copied into the borrower's slot (which
+   * keeps the block, and the lender's slot is freed), not the borrower's own
+   * sectors into the lender's.
+   */
+  absorb: boolean;
 }
 
 /** Everything {@linkcode FileBlockStore.open} prepares for the constructor. */
@@ -1721,7 +1727,11 @@ export class FileBlockStore implements BlockStore {
     }
   }
 
-  /** Copies the own sectors of each mergeable delta into its lender's slot. */
+  /**
+   * Copies the own sectors of each mergeable delta into its lender's slot,
+   * or, when that copies fewer sectors, the lender's remaining sectors into
+   * the delta's own slot (an absorbing merge).
+   */
   async #startMerges(): Promise<Merge[]> {
     const merges: Merge[] = [];
     const sectors = this.#sectorsPerBlock;
@@ -1738,10 +1748,22 @@ export class FileBlockStore implements BlockStore {
       const [borrower] = borrowers;
       const ref = this.#slotRefs[borrower!];
       assert(borrower !== undefined && ref !== undefined, `lent slot ${lender} has no borrower`);
-      this.#copyOwned(borrower, lender, () => true);
-      this.#crcs.copyWithin(lender * sectors, borrower * sectors, (borrower + 1) * sectors);
-      merges.push({ lender, borrower, ref, writes: this.#slotWrites[borrower]! });
-      copied += this.#ownedCount(borrower) * this.#sectorSizeBytes;
+      const owned = this.#ownedCount(borrower);
+      // Whichever copies fewer sectors: a delta with a slot of its own that
+      // owns most of its block takes in the lender's few remaining sectors
+      // (read from the lender until the merge is finished, so never seen
+      // from the borrower's slot before then).
+      const absorb = borrower < this.#numSlots && sectors - owned < owned;
+      if (absorb) {
+        this.#copyRuns(0, sectors, (i) => this.#owns(borrower, i) ? -1 : lender, borrower);
+        copied += (sectors - owned) * this.#sectorSizeBytes;
+      } else {
+        this.#copyOwned(borrower, lender, () => true);
+        this.#crcs.copyWithin(lender * sectors, borrower * sectors, (borrower + 1) * sectors);
+        copied += owned * this.#sectorSizeBytes;
+      }
+      // Read after the copy, which counts as a write when it lands in the borrower's slot.
+      merges.push({ lender, borrower, ref, writes: this.#slotWrites[borrower]!, absorb });
       if (copied >= MERGE_SLICE_BYTES) {
         // Let requests run between slices: merging thousands of deltas
         // copies hundreds of MiB, a stall of a second in one piece.
@@ -1753,14 +1775,15 @@ export class FileBlockStore implements BlockStore {
   }
 
   /**
-   * Moves each merged block to its lender's slot, unless it changed since its
-   * sectors were copied (then the lender waits for the next flush). Returns
-   * the slots the blocks left, which stay out of use until the lenders'
-   * records are durable.
+   * Moves each merged block to its lender's slot (or, absorbing, makes it
+   * whole in its own), unless it changed since its sectors were copied (then
+   * the lender waits for the next flush). Returns the slots given up (the
+   * ones the blocks left, or the absorbed lenders), which stay out of use
+   * until the new records are durable.
    */
   #finishMerges(merges: Merge[]): number[] {
     const left: number[] = [];
-    for (const { lender, borrower, ref, writes } of merges) {
+    for (const { lender, borrower, ref, writes, absorb } of merges) {
       const entry = this.#entries.get(ref.key());
       const borrowers = this.#borrowers.get(lender);
       if (
@@ -1778,6 +1801,13 @@ export class FileBlockStore implements BlockStore {
       this.#lenders[borrower] = -1;
       this.#owned.fill(0, borrower * this.#words, (borrower + 1) * this.#words);
       this.#deltaCount--;
+      if (absorb) {
+        // Whole where it is: its record says so (a newer generation), and
+        // the lender's slot is freed once that record is durable.
+        this.#dirty.add(borrower);
+        left.push(lender);
+        continue;
+      }
       entry.slot = lender;
       this.#slotRefs[lender] = ref;
       this.#slotRefs[borrower] = undefined;

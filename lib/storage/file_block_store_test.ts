@@ -680,6 +680,56 @@ Deno.test("FileBlockStore: a deleted block's slot stays while a delta borrows it
   });
 });
 
+Deno.test("FileBlockStore: a delta that owns most of its block merges the other way: the lender's few sectors come to it", async () => {
+  await withTempDir(async (directory) => {
+    let store = await open(directory, 4);
+    const base = filled(1);
+    await store.writeBlock(ref(1), base);
+    await store.flush();
+    const lent = await slotOf(directory, BLOCK, ref(1));
+    const change = filled(3, SECTOR);
+    await store.copyBlock(ref(1), ref(2), 2 * SECTOR, change);
+    let want = patched(base, 2 * SECTOR, change);
+    await store.flush();
+    const own = await slotOf(directory, BLOCK, ref(2));
+    assertNode.notEqual(own, lent);
+    // Two more sectors of its own: it owns 3 of 4, borrows 1.
+    for (const at of [0, 3 * SECTOR]) {
+      const more = filled(4 + at, SECTOR);
+      await store.writeBlockRange(ref(2), at, more);
+      want = patched(want, at, more);
+    }
+    assertNode.equal(store.deltaBlocks(), 1);
+    await store.deleteBlock(ref(1));
+    assertNode.equal(store.usedBlocks(), 2);
+
+    await store.flush();
+    assertNode.equal(store.deltaBlocks(), 0);
+    assertNode.equal(store.usedBlocks(), 1, "the lent slot is free");
+    await assertBlock(store, ref(2), want);
+    await store.flush(); // writes the zero record of the freed lender
+    assertNode.equal(await slotOf(directory, BLOCK, ref(2)), own, "whole in its own slot");
+    // The borrowed sector was copied in: the slot alone holds the block.
+    const data = await Deno.readFile(`${directory}/${DATA_FILE_NAME}`);
+    assertNode.ok(
+      data.subarray(own * BLOCK, (own + 1) * BLOCK).every((byte, i) => byte === want[i]),
+      "the slot holds the whole block",
+    );
+    // The freed slot takes a new block without touching the merged one.
+    await store.writeBlock(ref(3), filled(9));
+    await store.flush();
+    assertNode.equal(await slotOf(directory, BLOCK, ref(3)), lent);
+    await store.close();
+
+    store = await open(directory, 4);
+    assertNode.equal(store.deltaBlocks(), 0);
+    assertNode.equal(store.usedBlocks(), 2);
+    await assertBlock(store, ref(2), want);
+    await assertBlock(store, ref(3), filled(9));
+    await store.close();
+  });
+});
+
 Deno.test("FileBlockStore: reopen keeps deltas and the slots they borrow from, then merges", async () => {
   await withTempDir(async (directory) => {
     let store = await open(directory, 4);
