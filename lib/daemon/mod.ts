@@ -1,0 +1,24 @@
+/**
+ * The long-running processes: the storage daemon and the NBD server of a
+ * client.
+ *
+ * - `torusd.ts`: {@linkcode Torusd}, which opens a data directory or joins a
+ *   cluster, serves its volumes over NBD, and runs garbage collection.
+ * - `nbd_serve.ts`: {@linkcode NbdServe}, `torusblk nbdserve`.
+ * - `http_status.ts`: `/healthz` and Prometheus `/metrics`.
+ *
+ * @module
+ */
+export { renderMetrics, serveStatus, type StatusSources } from "./http_status.ts";
+export { NbdServe, type NbdServeOptions } from "./nbd_serve.ts";
+export {
+  ETCD_RETRY_MAX_MS,
+  ETCD_RETRY_MIN_MS,
+  GC_INTERVAL_MS,
+  HTTP_PORT_DEFAULT,
+  NBD_PORT_DEFAULT,
+  parseHostPort,
+  Torusd,
+  type TorusdClusterOptions,
+  type TorusdOptions,
+} from "./torusd.ts";
