@@ -295,7 +295,7 @@ const root: Command = {
         "block-size": {
           type: "string",
           default: "512KiB",
-          description: "size of every block",
+          description: "size of every block, a power of two from 256B to 16MiB",
           valueName: "SIZE",
         },
         "block-spec": {

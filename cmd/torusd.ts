@@ -22,7 +22,8 @@ Flags:
   --size SIZE      block store size: bytes with units (10GiB) or N% of the filesystem
                    (default: an existing store keeps its size, a new one gets 1GiB)
   --auto-init      initialize the data directory with defaults when it is not
-  --block-size SIZE block size --auto-init gives a new data directory (default 512KiB)
+  --block-size SIZE block size --auto-init gives a new data directory: a power of two from
+                    256B to 16MiB (default 512KiB)
   --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
   --http ADDR      serve /healthz and /metrics at HOST:PORT
 

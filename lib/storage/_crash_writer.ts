@@ -56,10 +56,11 @@ export function crashFlushedPatched(n: number): boolean {
 }
 
 /**
- * Every this many blocks, a patched copy then rewrites most of its block with
- * the same bytes, in two steps (a packed delta first moves to a slot of its
- * own as a delta, then grows there): it owns most of its sectors, so its merge
- * copies the lender's remaining sectors into its own slot instead.
+ * One patched copy in this many (counted by `n / CRASH_PATCH_EVERY`) then
+ * rewrites three quarters of its block with the same bytes, in two steps (a
+ * packed delta first moves to a slot of its own as a delta, then grows there):
+ * it owns most of its sectors, so its merge copies the lender's remaining
+ * sectors into its own slot instead.
  */
 const CRASH_OWN_MOST_EVERY = 2;
 
@@ -70,12 +71,13 @@ async function copyPatched(store: FileBlockStore, n: number): Promise<void> {
   await store.copyBlock(crashTempRef(n), crashRef(n), ...crashPatch(n, blockSizeBytes));
   if (Math.floor(n / CRASH_PATCH_EVERY) % CRASH_OWN_MOST_EVERY === 0) {
     const patched = crashExpected(n, blockSizeBytes)[1];
-    const half = (blockSizeBytes * 7) / 16;
-    await store.writeBlockRange(crashRef(n), 0, patched.subarray(0, half));
+    // Under half first (a packed delta moves as a delta), then on to three quarters.
+    const step = (blockSizeBytes * 7) / 16;
+    await store.writeBlockRange(crashRef(n), 0, patched.subarray(0, step));
     await store.writeBlockRange(
       crashRef(n),
-      half,
-      patched.subarray(half, (blockSizeBytes * 3) / 4),
+      step,
+      patched.subarray(step, (blockSizeBytes * 3) / 4),
     );
   }
 }
