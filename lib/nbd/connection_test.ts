@@ -30,6 +30,7 @@ function setup(options: { handshakeTimeoutMs?: number } = {}) {
     limits: {
       requestsInFlightMax: 128,
       bufferedBytesMax: 64 * MiB,
+      readBytesInFlightMax: 2 * MiB,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
     },
     serverBytes: new Budget(512 * MiB),

@@ -48,10 +48,12 @@ class SparsePages {
   }
 
   read(offsetBytes: number, lengthBytes: number, into?: Uint8Array): Uint8Array {
-    const out = into?.fill(0) ?? new Uint8Array(lengthBytes);
+    const out = into ?? new Uint8Array(lengthBytes);
     this.#each(offsetBytes, lengthBytes, (index, from, to, at) => {
       const page = this.#pages.get(index);
+      // Only the holes of a caller's buffer need zeroes (a new one has them).
       if (page !== undefined) out.set(page.subarray(from, to), at);
+      else if (into !== undefined) out.fill(0, at, at + (to - from));
     });
     return out;
   }

@@ -12,6 +12,12 @@ Deno.test("memory export: writes read back across pages; untouched bytes are zer
   assert.deepEqual(await exp.read(page - 50, data.length), data);
   assert.ok((await exp.read(0, page - 50)).every((b) => b === 0));
   assert.equal(provider.allocatedPages, 3);
+  // Into a caller's buffer holding old bytes: the holes read as zeroes too.
+  const into = new Uint8Array(3 * page).fill(0xee);
+  const read = await exp.read(page, 3 * page, into);
+  assert.equal(read, into);
+  assert.deepEqual(read.subarray(0, 50), data.subarray(50, 100));
+  assert.ok(read.subarray(data.length - 50).every((b) => b === 0));
   await exp.close();
 });
 

@@ -64,6 +64,12 @@ export interface TransmissionLimits {
   requestsInFlightMax: number;
   /** Bytes of write payloads and read results held; at least {@linkcode NBD_MAX_REQUEST_BYTES}. */
   bufferedBytesMax: number;
+  /**
+   * Bytes of reads served at once; a longer read runs alone. Fewer, smaller
+   * buffers in use stay in the CPU's caches between the copy into them and
+   * the copy out (see `NBD_READ_BYTES_IN_FLIGHT_MAX`).
+   */
+  readBytesInFlightMax: number;
 }
 
 /** What the transmission phase needs. */
@@ -107,6 +113,8 @@ export class Transmission {
   #context: TransmissionContext;
   #slots: Budget;
   #bytes: Budget;
+  /** Bytes of reads being served ({@linkcode TransmissionLimits.readBytesInFlightMax}). */
+  #reads: Budget;
   #inFlight = new Set<Promise<void>>();
   /** Where the headers of successful replies are carved from (see {@linkcode Slab}). */
   #headers = new Slab();
@@ -124,6 +132,7 @@ export class Transmission {
     this.#context = context;
     this.#slots = new Budget(context.limits.requestsInFlightMax);
     this.#bytes = new Budget(context.limits.bufferedBytesMax);
+    this.#reads = new Budget(context.limits.readBytesInFlightMax);
   }
 
   /** Requests dispatched and not yet answered. */
@@ -231,6 +240,11 @@ export class Transmission {
           this.#bytes.release(costBytes);
           throw error;
         }
+        const readBytes = this.#readBytes(request.type, costBytes);
+        if (!this.#reads.tryAcquire(readBytes)) {
+          this.#beforeWait();
+          await this.#reads.acquire(readBytes);
+        }
         let payload: Uint8Array | null = null;
         if (request.type === NBD_CMD_WRITE) {
           if (reader.bufferedBytes < request.lengthBytes) this.#beforeWait();
@@ -272,6 +286,7 @@ export class Transmission {
     const promise = this.#serve(request, payload, rejection).finally(() => {
       if (payload !== null) this.#give(payload);
       this.#releaseBytes(costBytes);
+      this.#reads.release(this.#readBytes(request.type, costBytes));
       this.#slots.release(1);
       this.#inFlight.delete(promise);
       if (this.#inFlight.size === 0) {
@@ -284,6 +299,11 @@ export class Transmission {
   #releaseBytes(costBytes: number): void {
     this.#bytes.release(costBytes);
     this.#context.serverBytes.release(costBytes);
+  }
+
+  /** What a request takes of {@linkcode Transmission.#reads}: a read's cost, all of it at most. */
+  #readBytes(type: number, costBytes: number): number {
+    return type === NBD_CMD_READ ? Math.min(costBytes, this.#reads.capacity) : 0;
   }
 
   /** Performs one request and writes its reply. Rejects only on a bug. */

@@ -36,6 +36,7 @@ interface Setup {
   sizeBytes?: number;
   requestsInFlightMax?: number;
   bufferedBytesMax?: number;
+  readBytesInFlightMax?: number;
   serverBytes?: Budget;
   shuttingDown?: () => boolean;
 }
@@ -62,6 +63,7 @@ async function setup(options: Setup = {}) {
     limits: {
       requestsInFlightMax: options.requestsInFlightMax ?? 128,
       bufferedBytesMax: options.bufferedBytesMax ?? 64 * MiB,
+      readBytesInFlightMax: options.readBytesInFlightMax ?? 64 * MiB,
     },
     serverBytes: options.serverBytes ?? new Budget(512 * MiB),
     isShuttingDown: options.shuttingDown ?? (() => false),
@@ -328,6 +330,51 @@ Deno.test("transmission: requests in flight are bounded; reading stops at the li
   const handles = new Set<bigint>();
   for (let i = 0; i < 100; i++) handles.add((await client.readReply()).handle);
   assert.equal(handles.size, 100);
+  await finish();
+});
+
+Deno.test("transmission: reads in flight are bounded by bytes; a longer read runs alone; writes are not held", async () => {
+  const { client, exp, transmission, finish } = await setup({
+    sizeBytes: 16 * MiB,
+    readBytesInFlightMax: 2 * MiB,
+  });
+  exp.hold();
+  const read = (offsetBytes: number, lengthBytes: number) =>
+    client.request({ type: NBD_CMD_READ, flags: 0, offsetBytes, lengthBytes });
+  // Four 1 MiB reads: two are served, the others wait; so does everything behind them.
+  for (let i = 0; i < 4; i++) await read(i * MiB, MiB);
+  await client.request({ type: NBD_CMD_FLUSH, flags: 0, offsetBytes: 0, lengthBytes: 0 });
+  await until(() => transmission.inFlight === 2, "2 reads in flight");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(exp.calls.length, 2);
+  exp.open();
+  for (let i = 0; i < 5; i++) assert.equal((await client.readReply()).errno, 0);
+
+  // A read longer than the bound waits for the others, then runs alone.
+  exp.hold();
+  await read(0, MiB);
+  await read(0, 3 * MiB);
+  await read(4 * MiB, 4096);
+  await until(() => transmission.inFlight === 1, "the first read");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(transmission.inFlight, 1);
+  exp.open();
+  const lengths = [];
+  for (let i = 0; i < 3; i++) lengths.push((await client.readReply()).data.length);
+  assert.deepEqual(lengths, [MiB, 3 * MiB, 4096]);
+
+  // Writes are not held back by the bound.
+  exp.hold();
+  const payload = new Uint8Array(MiB);
+  for (let i = 0; i < 6; i++) {
+    await client.request(
+      { type: NBD_CMD_WRITE, flags: 0, offsetBytes: i * MiB, lengthBytes: MiB },
+      payload,
+    );
+  }
+  await until(() => transmission.inFlight === 6, "6 writes in flight");
+  exp.open();
+  for (let i = 0; i < 6; i++) assert.equal((await client.readReply()).errno, 0);
   await finish();
 });
 
