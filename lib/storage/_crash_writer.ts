@@ -1,7 +1,7 @@
 /**
  * Test fixture of `file_block_store_test.ts`: a process that writes blocks to
  * a {@linkcode FileBlockStore}, flushes, reports what it flushed, then churns
- * unflushed writes, patches and deletes until it is killed.
+ * unflushed writes, patches, copies and deletes until it is killed.
  *
  * ```
  * deno run -A lib/storage/_crash_writer.ts DIR BLOCK_SIZE NUM_BLOCKS FLUSHED
@@ -48,6 +48,16 @@ export function crashRef(n: number): BlockRef {
 /** The temporary block a patched copy of block `n` is made from. */
 function crashTempRef(n: number): BlockRef {
   return new BlockRef(1, BlockType.data, 8, n + 1);
+}
+
+/**
+ * The copy the churn makes of flushed block `n` (made patched by a copy)
+ * once its temporary block is deleted: a copy of a delta whose lender is
+ * deleted, which brings the lender up to date while block `n` borrows from
+ * it. Its bytes are block `n`'s.
+ */
+export function crashCopyRef(n: number): BlockRef {
+  return new BlockRef(1, BlockType.data, 9, n + 1);
 }
 
 /** Whether flushed block `n` is flushed patched. */
@@ -139,7 +149,14 @@ async function main(args: string[]): Promise<void> {
   const deadline = Date.now() + CHURN_LIMIT_MS;
   for (let n = flushed; Date.now() < deadline; n++) {
     const temp = temps.shift();
-    if (temp !== undefined) await store.deleteBlock(crashTempRef(temp));
+    if (temp !== undefined) {
+      await store.deleteBlock(crashTempRef(temp));
+      if (temp % CRASH_DELETE_EVERY !== 0) {
+        // Rewrites its first bytes with the same bytes: the copy owns a sector.
+        const same = crashExpected(temp, blockSizeBytes)[1].subarray(0, PATCH_LENGTH_BYTES);
+        await store.copyBlock(crashRef(temp), crashCopyRef(temp), 0, same);
+      }
+    }
     // Room for a temporary block, its copy, and the copy's move to a slot of its own.
     while (store.usedBlocks() >= store.numBlocks() - CHURN_FREE_SLOTS_MIN && live.length > 0) {
       await store.deleteBlock(crashRef(live.shift()!));

@@ -27,8 +27,10 @@
  * one that outgrows its record moves to a slot. When the last
  * borrower of a deleted block's slot is alone, `flush()` merges it back: its
  * own sectors are copied into the lender's slot, which then holds the block
- * whole, and its own slot is freed. A 4 KiB write into a committed 512 KiB
- * block so costs a few 4 KiB writes, not a 512 KiB copy.
+ * whole, and its own slot is freed; a copy made of it before that flush
+ * copies its sectors into the lender first and borrows them there (catching
+ * the lender up), rather than owning them too. A 4 KiB write into a
+ * committed 512 KiB block so costs a few 4 KiB writes, not a 512 KiB copy.
  *
  * A slot whose record fails its CRC (all zero, torn, garbage) is free. Data
  * is written before its record; `flush()` fdatasyncs the data file, then the
@@ -1554,7 +1556,8 @@ export class FileBlockStore implements BlockStore {
     const first = data.length === 0 ? 0 : Math.floor(offsetBytes / sector);
     const end = data.length === 0 ? 0 : Math.ceil((offsetBytes + data.length) / sector);
     let owned = end - first;
-    if (this.#lenders[from.slot]! >= 0) {
+    const catchUp = this.#canCatchUp(from.slot);
+    if (this.#lenders[from.slot]! >= 0 && !catchUp) {
       for (let i = 0; i < sectors; i++) {
         if ((i < first || i >= end) && this.#owns(from.slot, i)) owned++;
       }
@@ -1565,7 +1568,7 @@ export class FileBlockStore implements BlockStore {
     const slot = packed ? this.#deltaFree[this.#deltaFreeCount - 1]! : this.#slotFor(ref);
     if (this.#lenders[slot]! >= 0) this.#unlend(slot);
     try {
-      this.#copyInto(from, slot, offsetBytes, data, owned);
+      this.#copyInto(from, slot, offsetBytes, data, owned, catchUp);
     } catch (error) {
       // A free slot taken for the copy goes back as it was: not a delta.
       if (this.#slotRefs[slot] === undefined) {
@@ -1579,8 +1582,26 @@ export class FileBlockStore implements BlockStore {
   }
 
   /**
+   * Whether a copy of the block in `slot` may first bring its lender up to
+   * date: `slot` is a delta, and the block its lender held is deleted and
+   * nothing else borrows from it, so no one reads the lender's sectors that
+   * `slot` owns. Copying them there makes the lender hold this block whole
+   * (a merge without the move), and the copy then borrows every sector it
+   * does not change from the lender instead of copying the delta's own: a
+   * block changed in one write session after another stays a small delta
+   * of its original slot instead of growing by every session's sectors.
+   */
+  #canCatchUp(slot: number): boolean {
+    const lender = this.#lenders[slot]!;
+    return lender >= 0 && this.#slotRefs[lender] === undefined &&
+      this.#borrowers.get(lender)?.size === 1;
+  }
+
+  /**
    * The bytes and bookkeeping of {@linkcode copyBlock}: `slot` becomes `from`
-   * patched with `data`, owning `owned` sectors if it is a delta.
+   * patched with `data`, owning `owned` sectors if it is a delta; with
+   * `catchUp` (see {@linkcode #canCatchUp}) a delta borrows from `from`'s
+   * lender brought up to date.
    */
   #copyInto(
     from: Entry,
@@ -1588,6 +1609,7 @@ export class FileBlockStore implements BlockStore {
     offsetBytes: number,
     data: Uint8Array,
     owned: number,
+    catchUp: boolean,
   ): void {
     const sectors = this.#sectorsPerBlock;
     const fromCrcsAt = from.slot * sectors;
@@ -1599,9 +1621,13 @@ export class FileBlockStore implements BlockStore {
     if (slot >= this.#numSlots || owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
       // A delta: own the touched sectors (and the source's own ones), borrow the rest.
       const lender = fromLender >= 0 ? fromLender : from.slot;
+      if (catchUp) {
+        // Sectors the copy changes are its own: the lender's stay as they are.
+        this.#copyOwned(from.slot, lender, (i) => i < first || i >= end);
+      }
       this.#lenders[slot] = lender;
       this.#lend(lender, slot);
-      if (fromLender >= 0) {
+      if (fromLender >= 0 && !catchUp) {
         const words = this.#words;
         this.#owned.copyWithin(slot * words, from.slot * words, (from.slot + 1) * words);
         this.#copyOwned(from.slot, slot, (i) => i < first || i >= end);

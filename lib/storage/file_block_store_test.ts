@@ -10,6 +10,7 @@ import { MemoryBlockStore } from "./memory_block_store.ts";
 import { IO_THREAD_MIN_BYTES, ioThreadStats } from "./io_thread.ts";
 import {
   CRASH_DELETE_EVERY,
+  crashCopyRef,
   crashExpected,
   crashFlushedPatched,
   crashRef,
@@ -545,16 +546,21 @@ for (const blockSizeBytes of [16384, 65536]) {
           assertNode.deepEqual(data, want, `flushed block ${n}`);
           assertNode.deepEqual(crcs, sectorCrcs(want, blockSizeBytes));
         }
+        let copies = 0;
         for (const r of store.blockRefs()) {
           const n = r.index - 1;
-          if (n < flushed) continue;
+          const copy = r.inode === crashCopyRef(n).inode;
+          if (n < flushed && !copy) continue;
+          if (copy) copies++;
           churned++;
           try {
             const { data } = await store.readBlock(r);
             const [written, patched] = crashExpected(n, blockSizeBytes);
             assertNode.ok(
-              equalBytes(data, written) || equalBytes(data, patched),
-              `unflushed block ${n} reads as wrong bytes`,
+              copy
+                ? equalBytes(data, patched)
+                : equalBytes(data, written) || equalBytes(data, patched),
+              `unflushed ${copy ? "copy of block" : "block"} ${n} reads as wrong bytes`,
             );
           } catch (error) {
             if (!(error instanceof BlockCorruptError)) throw error;
@@ -562,6 +568,7 @@ for (const blockSizeBytes of [16384, 65536]) {
           }
         }
         assertNode.ok(churned > 0, "the writer churned no block before it was killed");
+        assertNode.ok(copies > 0, "the writer copied no flushed delta before it was killed");
         assertNode.ok(corrupt <= churned);
         // The store is usable: a delete, a write and a reopen keep it consistent.
         const victim = store.blockRefs().find((r) => r.index - 1 >= flushed)!;
@@ -1124,6 +1131,87 @@ Deno.test("FileBlockStore: a packed delta is merged into its deleted lender's sl
     await assertBlock(store, ref(2), want);
     await store.close();
   });
+});
+
+Deno.test("FileBlockStore: a copy of a delta whose lender is deleted brings the lender up to date and borrows from it", async () => {
+  await withTempDir(async (directory) => {
+    let store = await openPacked(directory, 6);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    const lent = (await store.flush(), await slotOf(directory, PACKED_BLOCK, ref(1)));
+    // ref 2 owns 3 sectors, as many as a packed delta may.
+    await store.copyBlock(ref(1), ref(2), 2 * SECTOR, filled(2, 3 * SECTOR));
+    const want2 = patched(base, 2 * SECTOR, filled(2, 3 * SECTOR));
+    await store.flush();
+    await store.deleteBlock(ref(1)); // not flushed: no merge yet
+    // A copy changing one more sector would own 4 with ref 2's own: too many
+    // for a packed delta. Caught up, ref 1's slot holds ref 2 whole and the
+    // copy owns its one sector only.
+    await store.copyBlock(ref(2), ref(3), 9 * SECTOR, filled(3, SECTOR));
+    const want3 = patched(want2, 9 * SECTOR, filled(3, SECTOR));
+    assertNode.equal(store.deltaBlocks(), 2);
+    assertNode.equal(store.usedBlocks(), 2, "the lent slot and one heap slot: no slot for ref 3");
+    await assertBlock(store, ref(2), want2);
+    await assertBlock(store, ref(3), want3);
+    await store.flush();
+    assertNode.equal(store.usedBlocks(), 2, "two borrowers: no merge");
+    const data = await Deno.readFile(`${directory}/${DATA_FILE_NAME}`);
+    assertNode.deepEqual(
+      data.subarray(lent * PACKED_BLOCK, (lent + 1) * PACKED_BLOCK),
+      want2,
+      "the lender holds ref 2 whole",
+    );
+    await store.close();
+
+    store = await openPacked(directory, 6);
+    assertNode.equal(store.deltaBlocks(), 2);
+    await assertBlock(store, ref(2), want2);
+    await assertBlock(store, ref(3), want3);
+    // The next session's copy does it again: ref 4 owns only its own sector.
+    await store.deleteBlock(ref(2));
+    await store.copyBlock(ref(3), ref(4), 15 * SECTOR, filled(4, SECTOR));
+    const want4 = patched(want3, 15 * SECTOR, filled(4, SECTOR));
+    await store.writeBlockRange(ref(4), 0, filled(5, 2 * SECTOR));
+    const want4b = patched(want4, 0, filled(5, 2 * SECTOR));
+    assertNode.equal(store.usedBlocks(), 2, "ref 4 owns 3 sectors: still packed");
+    await assertBlock(store, ref(3), want3);
+    await assertBlock(store, ref(4), want4b);
+    await store.deleteBlock(ref(3));
+    await store.flush();
+    assertNode.equal(store.deltaBlocks(), 0, "merged into the lender");
+    assertNode.equal(store.usedBlocks(), 1);
+    await assertBlock(store, ref(4), want4b);
+    await store.close();
+
+    store = await openPacked(directory, 6);
+    assertNode.equal(store.usedBlocks(), 1);
+    await assertBlock(store, ref(4), want4b);
+    await store.close();
+  });
+});
+
+Deno.test("FileBlockStore: a copy of a delta whose lender is alive or lent to others copies the delta's own sectors", async () => {
+  for (const lenderState of ["alive", "lent twice"] as const) {
+    const store = await openTemp(PACKED_BLOCK, 6);
+    const base = filled(1, PACKED_BLOCK);
+    await store.writeBlock(ref(1), base);
+    await store.copyBlock(ref(1), ref(2), 2 * SECTOR, filled(2, 3 * SECTOR));
+    const want2 = patched(base, 2 * SECTOR, filled(2, 3 * SECTOR));
+    let want5 = base;
+    if (lenderState === "lent twice") {
+      await store.copyBlock(ref(1), ref(5), 12 * SECTOR, filled(5, SECTOR));
+      want5 = patched(base, 12 * SECTOR, filled(5, SECTOR));
+      await store.deleteBlock(ref(1));
+    }
+    await store.copyBlock(ref(2), ref(3), 9 * SECTOR, filled(3, SECTOR));
+    const want3 = patched(want2, 9 * SECTOR, filled(3, SECTOR));
+    // ref 3 owns 4 sectors: a delta with a slot of its own.
+    assertNode.equal(store.usedBlocks(), 3, lenderState);
+    await assertBlock(store, ref(1 + (lenderState === "alive" ? 0 : 4)), want5);
+    await assertBlock(store, ref(2), want2);
+    await assertBlock(store, ref(3), want3);
+    await store.close();
+  }
 });
 
 Deno.test("FileBlockStore: when the packed delta records run out, copies take slots of their own", async () => {
