@@ -1619,7 +1619,8 @@ export class FileBlockStore implements BlockStore {
     this.#crcs.copyWithin(slot * sectors, fromCrcsAt, fromCrcsAt + sectors);
     const fromLender = this.#lenders[from.slot]!;
     if (slot >= this.#numSlots || owned <= sectors * DELTA_OWNED_FRACTION_MAX) {
-      // A delta: own the touched sectors (and the source's own ones), borrow the rest.
+      // A delta: own the touched sectors (and the source's own ones, unless
+      // they are now in the lender), borrow the rest.
       const lender = fromLender >= 0 ? fromLender : from.slot;
       if (catchUp) {
         // Sectors the copy changes are its own: the lender's stay as they are.
