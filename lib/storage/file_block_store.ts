@@ -1394,14 +1394,10 @@ export class FileBlockStore implements BlockStore {
       block.set(data);
       block.fill(0, data.length);
     }
-    const sector = this.#sectorSizeBytes;
-    const crcsAt = slot * this.#sectorsPerBlock;
     // Data first; the record that vouches for it is written by the next flush.
     this.#data.writeAt(slot * this.blockSizeBytes, block);
     this.#wrote(slot, block.length);
-    for (let i = 0; i < this.#sectorsPerBlock; i++) {
-      this.#crcs[crcsAt + i] = crc32(block.subarray(i * sector, (i + 1) * sector));
-    }
+    this.#checksumSlot(slot, block);
     if (this.#lenders[slot]! >= 0) this.#unlend(slot); // whole now
     this.#install(ref, slot);
     return this.#slotCrcs(slot);
@@ -1418,11 +1414,7 @@ export class FileBlockStore implements BlockStore {
     const slot = this.#free[this.#freeCount - 1]!;
     this.#takeFree(slot);
     assert(this.#lenders[slot]! < 0, `free slot ${slot} is a delta`);
-    const sector = this.#sectorSizeBytes;
-    const crcsAt = slot * this.#sectorsPerBlock;
-    for (let i = 0; i < this.#sectorsPerBlock; i++) {
-      this.#crcs[crcsAt + i] = crc32(data.subarray(i * sector, (i + 1) * sector));
-    }
+    this.#checksumSlot(slot, data);
     this.#wrote(slot, data.length);
     const write = this.#data.writeAtAsync(slot * this.blockSizeBytes, data);
     const landed = write.then(() => {}, () => {});
@@ -2314,6 +2306,15 @@ export class FileBlockStore implements BlockStore {
         io.writeAt(offset, record);
       }
       this.#dirty.delete(slot);
+    }
+  }
+
+  /** Sets the sector CRCs of `slot` to those of `block`, a whole block. */
+  #checksumSlot(slot: number, block: Uint8Array): void {
+    const sector = this.#sectorSizeBytes;
+    const crcsAt = slot * this.#sectorsPerBlock;
+    for (let i = 0; i < this.#sectorsPerBlock; i++) {
+      this.#crcs[crcsAt + i] = crc32(block.subarray(i * sector, (i + 1) * sector));
     }
   }
 
