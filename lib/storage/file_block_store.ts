@@ -59,6 +59,7 @@ import {
   TorusError,
 } from "../errors.ts";
 import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
+import { addressOf } from "./address.ts";
 import { IO_THREAD_MIN_BYTES, IoThread } from "./io_thread.ts";
 
 /** Name of the data file inside the store directory. */
@@ -173,9 +174,18 @@ const O_CLOEXEC = 0o2000000;
 const PROT_READ_WRITE = 0x3;
 const MAP_SHARED = 0x1;
 const EINTR = 4;
+/** `preadv2` errno: the data is not in the page cache (with `RWF_NOWAIT`). */
+const EAGAIN = 11;
+/** `preadv2` flag: return what the page cache holds rather than wait for the disk (Linux 4.14). */
+const RWF_NOWAIT = 0x8;
+/** 2^32: splits a 64-bit value into the u32 halves of a `Uint32Array`. */
+const U32_RANGE = 2 ** 32;
 /** `sync_file_range` flag: start writeback of dirty pages, do not wait. */
 const SYNC_FILE_RANGE_WRITE = 2;
 const ENOSPC = 28;
+const EINVAL = 22;
+const ENOSYS = 38;
+const EOPNOTSUPP = 95;
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
   2: "ENOENT",
@@ -188,6 +198,7 @@ const ERRNO_NAMES: Record<number, string> = {
   27: "EFBIG",
   28: "ENOSPC",
   30: "EROFS",
+  38: "ENOSYS",
   95: "EOPNOTSUPP",
   122: "EDQUOT",
 };
@@ -195,13 +206,18 @@ const ERRNO_NAMES: Record<number, string> = {
 /**
  * How a store moves bytes between memory and its files:
  * - `pread`: synchronous `pread`/`pwrite` through FFI (the default, chosen by
- *   measurement; see `Documentation/storage.md`);
+ *   measurement; see `Documentation/storage.md`); with blocks of at least
+ *   `IO_THREAD_MIN_BYTES`, whole-block writes and the reads that miss the
+ *   page cache go to the I/O thread;
+ * - `pread-thread`: `pread`, with every read of a block stored whole on the
+ *   I/O thread, cached or not (the tests of that path use it: whether a
+ *   read finds the page cache is up to the kernel);
  * - `mmap`: both files mapped `MAP_SHARED`, bytes copied in and out;
  * - `fsfile`: `Deno.FsFile` `seekSync` + `readSync`/`writeSync`.
  *
- * The alternatives exist for `tests/bench/file_store_bench.ts`.
+ * The alternatives exist for `tests/bench/file_store_bench.ts` and tests.
  */
-export type FileBlockStoreIo = "pread" | "mmap" | "fsfile";
+export type FileBlockStoreIo = "pread" | "pread-thread" | "mmap" | "fsfile";
 
 /** Options of {@linkcode FileBlockStore.open}. */
 export interface FileBlockStoreOptions {
@@ -357,6 +373,7 @@ const LIBC_SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
   sync_file_range: {
@@ -438,12 +455,21 @@ function preallocate(path: string, offsetBytes: number, lengthBytes: number): vo
 interface PositionedIo {
   /** Fills `target` from `offsetBytes`. */
   readAt(offsetBytes: number, target: Uint8Array): void;
+  /**
+   * Fills `target` from `offsetBytes` if the page cache holds all of it,
+   * without waiting for the disk; false when it does not (or when this I/O
+   * cannot tell), and `target` then holds no particular bytes. Reads that
+   * find their data cached are served here, on the calling thread, where the
+   * bytes stay in the CPU's cache for what comes next (the checksum, the
+   * socket); the others go to the I/O thread ({@linkcode readAtAsync}).
+   */
+  readNow(offsetBytes: number, target: Uint8Array): boolean;
   /** Writes all of `source` at `offsetBytes`. */
   writeAt(offsetBytes: number, source: Uint8Array): void;
   /**
-   * Whether {@linkcode readAtAsync} and {@linkcode writeAtAsync} can leave
-   * the event loop (for calls of at least `IO_THREAD_MIN_BYTES`); when
-   * false they are the synchronous calls.
+   * Whether {@linkcode readAtAsync} (any read) and {@linkcode writeAtAsync}
+   * (writes of at least `IO_THREAD_MIN_BYTES`) can leave the event loop;
+   * when false they are the synchronous calls.
    */
   readonly offloads: boolean;
   /** Like {@linkcode readAt}, on the I/O thread when it has room. */
@@ -479,18 +505,59 @@ class PreadIo implements PositionedIo {
   #copyOffsets = new BigInt64Array(2);
   /** The writeback being submitted on another thread, if any. */
   #writeback: Promise<void> | null = null;
+  /** Whether `preadv2` with `RWF_NOWAIT` works here; cleared at its first refusal. */
+  #nowait: boolean;
+  /** The one `struct iovec` of {@linkcode readNow}: base and length, as u32 halves (little-endian). */
+  #iovec = new Uint32Array(4);
+  #iovecBytes = new Uint8Array(this.#iovec.buffer);
 
-  /** Opens `path`; with `threaded`, large calls of the async methods go to the I/O thread. */
-  constructor(path: string, threaded = false) {
+  /**
+   * Opens `path`; with `threaded`, large calls of the async methods go to the
+   * I/O thread, and without `cachedReads` {@linkcode readNow} reads nothing.
+   */
+  constructor(path: string, threaded = false, cachedReads = true) {
     this.#path = path;
+    this.#nowait = cachedReads;
     this.#fd = openFd(path);
     this.#thread = threaded ? IoThread.acquire() : null;
     this.offloads = threaded;
   }
 
+  readNow(offsetBytes: number, target: Uint8Array): boolean {
+    if (!this.#nowait) return false;
+    const iovec = this.#iovec;
+    const base = addressOf(target);
+    let done = 0;
+    while (done < target.length) {
+      const address = base + done;
+      iovec[0] = address % U32_RANGE;
+      iovec[1] = Math.floor(address / U32_RANGE);
+      iovec[2] = target.length - done;
+      iovec[3] = 0;
+      const n = Number(
+        libc().preadv2(this.#fd, this.#iovecBytes, 1, BigInt(offsetBytes + done), RWF_NOWAIT),
+      );
+      if (n > 0) {
+        done += n;
+        continue;
+      }
+      if (n === 0) throw this.#readError(offsetBytes, target.length, "past the end");
+      const code = errno();
+      if (code === EINTR) continue;
+      if (code === EAGAIN) return false;
+      // Refused (a kernel before 4.14, a filesystem without it): do not ask again.
+      if (code === EOPNOTSUPP || code === EINVAL || code === ENOSYS) {
+        this.#nowait = false;
+        return false;
+      }
+      throw this.#readError(offsetBytes, target.length, errnoName(code));
+    }
+    return true;
+  }
+
   async readAtAsync(offsetBytes: number, target: Uint8Array): Promise<void> {
     const thread = this.#thread;
-    if (thread !== null && thread.hasRoom && target.length >= IO_THREAD_MIN_BYTES) {
+    if (thread !== null && thread.hasRoom) {
       const result = await thread.read(this.#fd, target, offsetBytes);
       if (result === target.length) return;
       if (result >= 0) throw this.#readError(offsetBytes, target.length, "past the end");
@@ -671,6 +738,11 @@ class MmapIo implements PositionedIo {
     target.set(this.#bytes.subarray(offsetBytes, offsetBytes + target.length));
   }
 
+  readNow(offsetBytes: number, target: Uint8Array): boolean {
+    this.readAt(offsetBytes, target);
+    return true;
+  }
+
   writeAt(offsetBytes: number, source: Uint8Array): void {
     this.#bytes.set(source, offsetBytes);
   }
@@ -725,6 +797,11 @@ class FsFileIo implements PositionedIo {
       }
       done += n;
     }
+  }
+
+  readNow(offsetBytes: number, target: Uint8Array): boolean {
+    this.readAt(offsetBytes, target);
+    return true;
   }
 
   writeAt(offsetBytes: number, source: Uint8Array): void {
@@ -1224,7 +1301,7 @@ export class FileBlockStore implements BlockStore {
         data = new FsFileIo(dataFile, dataPath);
         index = new FsFileIo(indexFile, indexPath);
       } else {
-        data = new PreadIo(dataPath, blockSizeBytes >= IO_THREAD_MIN_BYTES);
+        data = new PreadIo(dataPath, blockSizeBytes >= IO_THREAD_MIN_BYTES, io === "pread");
         opened.push(data);
         index = new PreadIo(indexPath);
       }
@@ -1306,15 +1383,18 @@ export class FileBlockStore implements BlockStore {
     ) {
       // Whole sectors: read straight into the caller's buffer.
       const first = offsetBytes / sector;
-      if (
-        this.#data.offloads && lengthBytes >= IO_THREAD_MIN_BYTES &&
-        entry.slot < this.#numSlots && this.#lenders[entry.slot]! < 0
-      ) {
-        const read = await this.#readOffloaded(ref, entry, offsetBytes, into);
-        if (read !== null) return read;
-        entry = this.#get(ref, "read");
+      // A block stored whole is read here when the page cache holds it, on
+      // the I/O thread when the disk must be waited for.
+      const whole = this.#data.offloads && entry.slot < this.#numSlots &&
+        this.#lenders[entry.slot]! < 0;
+      if (!whole || !this.#data.readNow(entry.slot * this.blockSizeBytes + offsetBytes, into)) {
+        if (whole) {
+          const read = await this.#readOffloaded(ref, entry, offsetBytes, into);
+          if (read !== null) return read;
+          entry = this.#get(ref, "read");
+        }
+        this.#readSectors(entry.slot, first, into);
       }
-      this.#readSectors(entry.slot, first, into);
       this.#verifySectors(entry, first, into);
       return { data: into, sectorCrcs: this.#slotCrcs(entry.slot) };
     }

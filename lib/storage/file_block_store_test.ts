@@ -20,6 +20,7 @@ import {
   DATA_WRITE_PIECE_BYTES,
   DELTA_FILE_NAME,
   FileBlockStore,
+  type FileBlockStoreIo,
   INDEX_FILE_NAME,
   INDEX_HEADER_REGION_BYTES,
   INDEX_MAGIC,
@@ -36,12 +37,17 @@ function ref(index: number): BlockRef {
 }
 
 /** A fresh store in a temporary directory that `close()` removes. */
-async function openTemp(blockSizeBytes: number, numBlocks: number): Promise<FileBlockStore> {
+async function openTemp(
+  blockSizeBytes: number,
+  numBlocks: number,
+  io?: FileBlockStoreIo,
+): Promise<FileBlockStore> {
   const root = await Deno.makeTempDir({ prefix: "torus-file-store-" });
   const store = await FileBlockStore.open({
     directory: `${root}/block`,
     blockSizeBytes,
     sizeBytes: numBlocks * blockSizeBytes,
+    io,
   });
   const close = store.close.bind(store);
   store.close = async () => {
@@ -64,8 +70,70 @@ async function withTempDir(body: (directory: string) => Promise<void>): Promise<
   }
 }
 
-function open(directory: string, numBlocks: number, blockSizeBytes = BLOCK) {
-  return FileBlockStore.open({ directory, blockSizeBytes, sizeBytes: numBlocks * blockSizeBytes });
+function open(
+  directory: string,
+  numBlocks: number,
+  blockSizeBytes = BLOCK,
+  io?: FileBlockStoreIo,
+) {
+  return FileBlockStore.open({
+    directory,
+    blockSizeBytes,
+    sizeBytes: numBlocks * blockSizeBytes,
+    io,
+  });
+}
+
+const testLibc = Deno.dlopen("libc.so.6", {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  mincore: { parameters: ["pointer", "usize", "buffer"], result: "i32" },
+}).symbols;
+const O_RDONLY = 0;
+const POSIX_FADV_DONTNEED = 4;
+const PROT_READ = 1;
+const MAP_SHARED = 1;
+const PAGE_BYTES = 4096;
+/** Attempts of {@linkcode evictData}: pages still being written back are not dropped at once. */
+const EVICT_ATTEMPTS = 100;
+
+/**
+ * Drops the pages of the data file in `directory` from the page cache (writing dirty ones first), and
+ * checks with `mincore` that none is left, so that the next read of them
+ * must wait for the disk and go to the I/O thread. The temporary directory
+ * must be on a disk filesystem: tmpfs keeps its pages.
+ */
+async function evictData(directory: string) {
+  const path = `${directory}/${DATA_FILE_NAME}`;
+  const lengthBytes = Deno.statSync(path).size;
+  const fd = testLibc.open(new TextEncoder().encode(`${path}\0`), O_RDONLY, 0);
+  assertNode.ok(fd >= 0, `cannot open ${path}`);
+  const map = testLibc.mmap(null, BigInt(lengthBytes), PROT_READ, MAP_SHARED, fd, 0n);
+  assertNode.ok(map !== null && Deno.UnsafePointer.value(map) !== 0xffff_ffff_ffff_ffffn, "mmap");
+  try {
+    const resident = new Uint8Array(lengthBytes / PAGE_BYTES);
+    for (let attempt = 1;; attempt++) {
+      assertNode.equal(testLibc.fdatasync(fd), 0, `fdatasync ${path}`);
+      assertNode.equal(
+        testLibc.posix_fadvise(fd, 0n, 0n, POSIX_FADV_DONTNEED),
+        0,
+      );
+      assertNode.equal(testLibc.mincore(map, BigInt(lengthBytes), resident), 0, "mincore");
+      if (resident.every((page) => (page & 1) === 0)) return;
+      assertNode.ok(
+        attempt < EVICT_ATTEMPTS,
+        `${path}: pages stay in the page cache (is the temporary directory on tmpfs?)`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  } finally {
+    testLibc.munmap(map, BigInt(lengthBytes));
+    testLibc.close(fd);
+  }
 }
 
 /** Finds the slot of `target` by reading the index file, as a tool would. */
@@ -1388,7 +1456,7 @@ function assertBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): 
 
 Deno.test("FileBlockStore: whole 512 KiB blocks are written and read on the I/O thread", async () => {
   assertNode.ok(BIG_BLOCK >= IO_THREAD_MIN_BYTES);
-  const store = await openTemp(BIG_BLOCK, 4);
+  const store = await openTemp(BIG_BLOCK, 4, "pread-thread");
   try {
     const data = new Prng(0x1017).fill(new Uint8Array(BIG_BLOCK));
     const before = { ...ioThreadStats };
@@ -1411,6 +1479,44 @@ Deno.test("FileBlockStore: whole 512 KiB blocks are written and read on the I/O 
   } finally {
     await store.close();
   }
+});
+
+Deno.test("FileBlockStore: a read that finds the page cache stays off the I/O thread; one that misses it goes there", async () => {
+  await withTempDir(async (directory) => {
+    const store = await open(directory, 4, BIG_BLOCK);
+    try {
+      const data = new Prng(0x101d).fill(new Uint8Array(BIG_BLOCK));
+      await store.writeBlock(ref(1), data);
+      const ranges = [
+        { offsetBytes: 0, lengthBytes: BIG_BLOCK },
+        { offsetBytes: BIG_BLOCK / 2, lengthBytes: BIG_BLOCK / 2 },
+        { offsetBytes: 8192, lengthBytes: 4096 },
+      ];
+      const read = async (round: number) => {
+        const range = ranges[round % ranges.length]!;
+        const into = new Uint8Array(range.lengthBytes);
+        const result = await store.readBlock(ref(1), range, undefined, into);
+        assertNode.ok(result.data === into, "read into the given buffer");
+        const { offsetBytes, lengthBytes } = range;
+        assertBytes(into, data.subarray(offsetBytes, offsetBytes + lengthBytes), `round ${round}`);
+      };
+      // Cached (just written): every read is served here.
+      let jobs = ioThreadStats.jobs;
+      for (let round = 0; round < ranges.length; round++) await read(round);
+      assertNode.equal(ioThreadStats.jobs - jobs, 0, "cached reads stay here");
+      // Evicted: a read waits for the disk on the thread, whatever its length.
+      // The kernel's readahead, started by the read's own attempt, may bring
+      // the data in before it gives up, so not every round goes there.
+      jobs = ioThreadStats.jobs;
+      for (let round = 0; round < 12; round++) {
+        await evictData(directory);
+        await read(round);
+      }
+      assertNode.ok(ioThreadStats.jobs - jobs >= 1, "reads of evicted data go to the thread");
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 Deno.test("FileBlockStore: while a whole-block write is on the I/O thread, the block reads, copies, patches and deletes as after it", async () => {
@@ -1448,7 +1554,7 @@ Deno.test("FileBlockStore: while a whole-block write is on the I/O thread, the b
 });
 
 Deno.test("FileBlockStore: a read on the I/O thread that an in-place write overtakes is read again, never torn", async () => {
-  const store = await openTemp(BIG_BLOCK, 4);
+  const store = await openTemp(BIG_BLOCK, 4, "pread-thread");
   try {
     const prng = new Prng(0x1019);
     await store.writeBlock(ref(1), prng.fill(new Uint8Array(BIG_BLOCK)));
@@ -1515,12 +1621,26 @@ Deno.test("FileBlockStore: a corrupt sector read on the I/O thread throws BlockC
       1,
       (bytes) => bytes[0] = bytes[0]! ^ 0x01,
     );
+    const corrupt = (error: Error) =>
+      error instanceof BlockCorruptError && /sector 77 /.test(error.message);
+    // Read from the page cache (patched just now).
     store = await open(directory, 4, BIG_BLOCK);
     try {
       const jobs = ioThreadStats.jobs;
       await assertNode.rejects(
         store.readBlock(ref(1), undefined, undefined, new Uint8Array(BIG_BLOCK)),
-        (error: Error) => error instanceof BlockCorruptError && /sector 77 /.test(error.message),
+        corrupt,
+      );
+      assertNode.equal(ioThreadStats.jobs - jobs, 0, "read from the page cache");
+    } finally {
+      await store.close();
+    }
+    store = await open(directory, 4, BIG_BLOCK, "pread-thread");
+    try {
+      const jobs = ioThreadStats.jobs;
+      await assertNode.rejects(
+        store.readBlock(ref(1), undefined, undefined, new Uint8Array(BIG_BLOCK)),
+        corrupt,
       );
       assertNode.equal(ioThreadStats.jobs - jobs, 1, "read on the thread");
       // The sectors before it still read.

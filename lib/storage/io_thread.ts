@@ -24,6 +24,7 @@
  * @module
  */
 import { assert } from "../assert.ts";
+import { addressOf } from "./address.ts";
 import {
   createRing,
   CTL_COMPLETED,
@@ -47,9 +48,10 @@ import {
 /** Jobs in flight at most; a caller finding the ring full does its I/O itself. */
 export const IO_THREAD_DEPTH = 64;
 /**
- * Smallest read or write, in bytes, worth handing to the thread: the
- * hand-off costs the event loop about 10–15 µs whatever the size, a
- * synchronous 64 KiB copy about 15–20 µs, 512 KiB about 100 µs.
+ * Smallest copy, in bytes, worth handing to the thread: the hand-off costs
+ * the event loop about 10–15 µs whatever the size, a synchronous 64 KiB copy
+ * about 15–20 µs, 512 KiB about 100 µs. (The file store hands over reads
+ * that miss the page cache whatever their length: the disk costs more.)
  */
 export const IO_THREAD_MIN_BYTES = 128 * 1024;
 
@@ -150,7 +152,7 @@ export class IoThread {
     const at = slot * JOB_FIELDS;
     jobs[at + JOB_OP] = op;
     jobs[at + JOB_FD] = fd;
-    jobs[at + JOB_ADDRESS] = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+    jobs[at + JOB_ADDRESS] = addressOf(buffer);
     jobs[at + JOB_LENGTH] = buffer.length;
     jobs[at + JOB_OFFSET] = offsetBytes;
     jobs[at + JOB_PIECE] = pieceBytes;
