@@ -14,7 +14,7 @@
  * writes the report into the generated section of `Documentation/benchmarks.md`.
  *
  * ```
- * deno task bench [--runtime=SECONDS] [--torusd-size=2GiB] [--only=torusd,nbdkit,nbd-server]
+ * deno task bench [--runtime=SECONDS] [--rounds=N] [--torusd-size=2GiB] [--only=torusd,nbdkit,nbd-server]
  *   [--no-write-doc]
  * ```
  *
@@ -48,6 +48,15 @@ const sectionKey = (options: Options) =>
     : `${options.torusdSize} --torusd-block-size=${options.torusdBlockSize}`;
 /** Seconds each fio job runs unless `--runtime` says otherwise. */
 const RUNTIME_SECONDS_DEFAULT = 10;
+/**
+ * Times the whole list of jobs runs unless `--rounds` says otherwise; each
+ * figure is taken from the median round. On a shared host one job of 10 s
+ * varied by ±10–45 % from one minute to the next, so one round could not
+ * tell a change from the host's mood.
+ */
+const ROUNDS_DEFAULT = 3;
+/** Most rounds `--rounds` accepts. */
+const ROUNDS_MAX = 9;
 /** Name of the torusd volume and of the nbd-server export. */
 const EXPORT_NAME = "bench";
 /** Milliseconds between two samples of torusd's VmRSS. */
@@ -135,8 +144,30 @@ interface JobResult {
 }
 
 interface ServerRun {
+  /** Each job's result in the median round (see {@linkcode medianRound}). */
   jobs: Map<string, JobResult>;
+  /** Each job's results, one per round, in order. */
+  rounds: Map<string, JobResult[]>;
   prefillMiBPerSecond: number;
+}
+
+/** What orders the rounds of a job: its MiB/s for 1M jobs, else its IOPS (reads and writes). */
+function roundFigure(job: JobSpec, result: JobResult): number {
+  return job.bs === "1M"
+    ? result.read.mibPerSecond + result.write.mibPerSecond
+    : result.read.iops + result.write.iops;
+}
+
+/**
+ * The result of the median round of a job (the lower middle one of an even
+ * count), by {@linkcode roundFigure}; the first failed round instead when
+ * one failed, so that a failure is never hidden.
+ */
+function medianRound(job: JobSpec, results: JobResult[]): JobResult {
+  const failed = results.find((result) => result.error !== null);
+  if (failed !== undefined) return failed;
+  const sorted = [...results].sort((a, b) => roundFigure(job, a) - roundFigure(job, b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
 /** A row of the result table. */
@@ -208,6 +239,7 @@ const METRICS: Metric[] = [
 
 interface Options {
   runtimeSeconds: number;
+  rounds: number;
   torusdSize: string;
   /** `--block-size` of torusd's new data directory; torusd's default when absent. */
   torusdBlockSize?: string;
@@ -221,6 +253,8 @@ Usage: deno run -A tests/bench/nbd_bench.ts [flags]   (deno task bench)
 
 Flags:
   --runtime=SECONDS   seconds each fio job runs (default ${RUNTIME_SECONDS_DEFAULT})
+  --rounds=N          times the list of jobs runs, 1 to ${ROUNDS_MAX} (default ${ROUNDS_DEFAULT}); each
+                      figure comes from the median round
   --torusd-size=SIZE  torusd's block store size (default ${TORUSD_SIZE_DEFAULT}); the report goes
                       to its own section of Documentation/benchmarks.md per size
   --torusd-block-size=SIZE  block size of torusd's data directory (default: torusd's, 512KiB);
@@ -237,6 +271,7 @@ function parseOptions(args: string[]): Options | null {
     args,
     options: {
       runtime: { type: "string", default: String(RUNTIME_SECONDS_DEFAULT) },
+      rounds: { type: "string", default: String(ROUNDS_DEFAULT) },
       "torusd-size": { type: "string", default: TORUSD_SIZE_DEFAULT },
       "torusd-block-size": { type: "string" },
       only: { type: "string" },
@@ -251,6 +286,12 @@ function parseOptions(args: string[]): Options | null {
   if (!Number.isInteger(runtimeSeconds) || runtimeSeconds < 1) {
     throw new RangeError(
       `Cannot use --runtime=${values.runtime}: expected a whole number of seconds, like 10`,
+    );
+  }
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > ROUNDS_MAX) {
+    throw new RangeError(
+      `Cannot use --rounds=${values.rounds}: expected a whole number from 1 to ${ROUNDS_MAX}`,
     );
   }
   const torusdSize = values["torusd-size"].trim();
@@ -280,6 +321,7 @@ function parseOptions(args: string[]): Options | null {
   }
   return {
     runtimeSeconds,
+    rounds,
     torusdSize,
     torusdBlockSize,
     only,
@@ -946,6 +988,7 @@ interface Meta {
   date: string;
   machine: string[];
   runtimeSeconds: number;
+  rounds: number;
 }
 
 interface Verdict {
@@ -1099,6 +1142,20 @@ function report(
       runs.get("torusd")?.jobs.get(job.id)?.storeBlocks ?? "-",
     ]),
   );
+  const roundsTable = table(
+    ["job", "figure", ...SERVER_NAMES.map((name) => `${name}, round by round`)],
+    ["l", "l", "r", "r", "r"],
+    JOBS.map((job) => [
+      job.label,
+      job.bs === "1M" ? "MiB/s" : "IOPS",
+      ...SERVER_NAMES.map((name) => {
+        const results = runs.get(name)?.rounds.get(job.id) ?? [];
+        return results.length === 0
+          ? "-"
+          : results.map((result) => formatNumber(roundFigure(job, result), 0)).join(" / ");
+      }),
+    ]),
+  );
   const verdicts = judge(runs, peakRssKiB);
   const targets = table(
     ["target", "measured", "status"],
@@ -1115,7 +1172,9 @@ function report(
       meta.torusdBlockSize === TORUSD_BLOCK_SIZE_DEFAULT ? "" : ` of ${meta.torusdBlockSize} blocks`
     }`,
     "",
-    `Measured ${meta.date} with \`${meta.command}\` (${meta.runtimeSeconds} s per fio job).`,
+    `Measured ${meta.date} with \`${meta.command}\` (${meta.runtimeSeconds} s per fio job, ${meta.rounds} ${
+      meta.rounds === 1 ? "round" : "rounds"
+    }).`,
     "",
     "Machine:",
     "",
@@ -1133,6 +1192,9 @@ function report(
     "cache (the machine has far more memory than the data), and no job flushes, so the disk is " +
     "barely touched.",
     "",
+    `The list of jobs runs ${meta.rounds} ${meta.rounds === 1 ? "time" : "times"} over; every ` +
+    "figure of a job (and its CPU below) comes from the same round, the median one by IOPS " +
+    "(MiB/s for the 1M jobs). " +
     "Ratios are torusd ÷ reference: above 1.00× is better for IOPS and MiB/s, worse for latencies.",
     "",
     results,
@@ -1152,6 +1214,11 @@ function report(
     `Load average (1 min, counting the benchmark's own processes): ${meta.load}.`,
     "",
     cpu,
+    "",
+    "Every round (reads and writes together for the 64k randrw job; torusd's store is not " +
+    "reset between rounds, so later rounds write into a fuller history):",
+    "",
+    roundsTable,
     "",
     "Targets of the NBD issue:",
     "",
@@ -1256,6 +1323,7 @@ async function main(args: string[]): Promise<number> {
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
       machine: await machineNotes(tools, dir),
       runtimeSeconds: options.runtimeSeconds,
+      rounds: options.rounds,
     };
     console.error(`nbd_bench: writing a 1 GiB random file in ${dir}`);
     const source = await randomFile(dir, "prefill.bin", EXPORT_BYTES);
@@ -1283,15 +1351,22 @@ async function main(args: string[]): Promise<number> {
       for (const [name, server] of servers) {
         runs.set(name, {
           jobs: new Map(),
+          rounds: new Map(JOBS.map((job) => [job.id, []])),
           prefillMiBPerSecond: await prefill(tools, server, source),
         });
       }
-      for (const job of JOBS) {
-        for (const [name, server] of servers) {
-          const result = await fio(tools, server, job, options.runtimeSeconds);
-          runs.get(name)!.jobs.set(job.id, result);
-          logJob(server, job, result);
+      for (let round = 1; round <= options.rounds; round++) {
+        if (options.rounds > 1) console.error(`nbd_bench: round ${round} of ${options.rounds}`);
+        for (const job of JOBS) {
+          for (const [name, server] of servers) {
+            const result = await fio(tools, server, job, options.runtimeSeconds);
+            runs.get(name)!.rounds.get(job.id)!.push(result);
+            logJob(server, job, result);
+          }
         }
+      }
+      for (const run of runs.values()) {
+        for (const job of JOBS) run.jobs.set(job.id, medianRound(job, run.rounds.get(job.id)!));
       }
     } catch (error) {
       if (torusd !== null) console.error(torusd.log.lines.slice(-40).join("\n"));
