@@ -6,10 +6,18 @@
  *   cluster, serves its volumes over NBD, and runs garbage collection.
  * - `nbd_serve.ts`: {@linkcode NbdServe}, `torusblk nbdserve`.
  * - `http_status.ts`: `/healthz` and Prometheus `/metrics`.
+ * - `malloc_tuning.ts`: {@linkcode MallocTuning}, torusd's cap on glibc's
+ *   heap arenas and periodic `malloc_trim`.
  *
  * @module
  */
 export { renderMetrics, serveStatus, type StatusSources } from "./http_status.ts";
+export {
+  MALLOC_ARENAS_MAX,
+  MALLOC_TRIM_INTERVAL_MS,
+  MallocTuning,
+  type MallocTuningOutcome,
+} from "./malloc_tuning.ts";
 export { NbdServe, type NbdServeOptions } from "./nbd_serve.ts";
 export {
   ETCD_RETRY_MAX_MS,

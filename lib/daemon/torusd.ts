@@ -19,6 +19,7 @@ import { VolumeExports } from "../block/volume_exports.ts";
 import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
+import { MallocTuning } from "./malloc_tuning.ts";
 
 /** The NBD port when an address names none. */
 export const NBD_PORT_DEFAULT = 10809;
@@ -104,6 +105,8 @@ export class Torusd {
   #nbd: NbdServer | null = null;
   #exports: VolumeExports | null = null;
   #http: Deno.HttpServer<Deno.NetAddr> | null = null;
+  /** The C heap's arena cap and periodic trim (`malloc_tuning.ts`). */
+  #malloc: MallocTuning;
 
   private constructor(
     node: LocalNode | ClusterNode,
@@ -113,6 +116,10 @@ export class Torusd {
     this.node = node;
     this.volumes = volumes;
     this.#options = options;
+    this.#malloc = MallocTuning.start(options.clock);
+    if (this.#malloc.outcome === "unavailable") {
+      options.logger.log("debug", "C heap not tuned: glibc's mallopt is not available");
+    }
   }
 
   /**
@@ -296,6 +303,7 @@ export class Torusd {
     await this.#nbd?.close();
     await this.#exports?.close();
     await this.node.close();
+    await this.#malloc.stop();
     this.#options.logger.log("info", "stopped");
   }
 }
