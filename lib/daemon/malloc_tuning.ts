@@ -1,5 +1,6 @@
 /**
- * Keeps torusd's C heap from holding memory it no longer uses.
+ * Keeps the C heap of torusd (and of `torusblk nbdserve`) from holding
+ * memory it no longer uses.
  *
  * Array buffers (NBD payloads and replies, peer frames, slabs) live in the C
  * heap, and glibc gives a thread that finds the heap busy an arena of its

@@ -6,7 +6,7 @@
  *   cluster, serves its volumes over NBD, and runs garbage collection.
  * - `nbd_serve.ts`: {@linkcode NbdServe}, `torusblk nbdserve`.
  * - `http_status.ts`: `/healthz` and Prometheus `/metrics`.
- * - `malloc_tuning.ts`: {@linkcode MallocTuning}, torusd's cap on glibc's
+ * - `malloc_tuning.ts`: {@linkcode MallocTuning}, the daemons' cap on glibc's
  *   heap arenas and periodic `malloc_trim`.
  *
  * @module

@@ -16,6 +16,7 @@ import { NbdServer } from "../nbd/server.ts";
 import { LocalNode } from "../node/local_node.ts";
 import { ClusterNode, type ClusterNodeOptions } from "../node/cluster_node.ts";
 import type { TorusNode } from "../node/torus_node.ts";
+import { MallocTuning } from "./malloc_tuning.ts";
 import { NBD_PORT_DEFAULT, parseHostPort } from "./torusd.ts";
 
 /** Options of {@linkcode NbdServe.start}. */
@@ -36,11 +37,19 @@ export class NbdServe {
   readonly server: NbdServer;
   #node: TorusNode;
   #exports: VolumeExports;
+  /** The C heap's arena cap and periodic trim, as torusd has (`malloc_tuning.ts`). */
+  #malloc: MallocTuning;
 
-  private constructor(node: TorusNode, exports: VolumeExports, server: NbdServer) {
+  private constructor(
+    node: TorusNode,
+    exports: VolumeExports,
+    server: NbdServer,
+    malloc: MallocTuning,
+  ) {
     this.#node = node;
     this.#exports = exports;
     this.server = server;
+    this.#malloc = malloc;
   }
 
   /**
@@ -73,7 +82,7 @@ export class NbdServe {
         logger: (entry) => options.logger.log(entry.level, formatNbdLogEntry(entry)),
       });
       options.logger.log("info", `NBD on ${hostname}:${server.port}`);
-      return new NbdServe(node, exports, server);
+      return new NbdServe(node, exports, server, MallocTuning.start(options.clock));
     } catch (error) {
       await node.close().catch(() => {});
       throw error;
@@ -85,5 +94,6 @@ export class NbdServe {
     await this.server.close();
     await this.#exports.close();
     await this.#node.close();
+    await this.#malloc.stop();
   }
 }
