@@ -81,9 +81,17 @@ export class MallocTuning {
     return tuning;
   }
 
-  /** Returns free C heap memory to the kernel now. */
+  /**
+   * Returns free C heap memory to the kernel now; a call while a trim runs
+   * waits for that one (so that {@linkcode stop} has one call to wait for
+   * before it closes the library).
+   */
   async trim(): Promise<void> {
     if (this.#library === null || this.#stopped) return;
+    if (this.#trimming !== null) {
+      await this.#trimming;
+      return;
+    }
     const trimming = this.#library.symbols.malloc_trim(0n);
     this.#trimming = trimming;
     try {
