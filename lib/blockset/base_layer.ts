@@ -66,19 +66,7 @@ export class BaseLayer implements Layer {
 
   async write(index: number, data: Uint8Array): Promise<Uint32Array> {
     this.#checkWritable(index);
-    // A block already written in this session is replaced under its own ref.
-    const current = this.#refs[index];
-    const ref = current !== undefined && this.#context.refs.ownsRef(current)
-      ? current
-      : this.#context.refs.next();
-    let block = data;
-    if (data.length !== this.#context.blockSizeBytes) {
-      block = new Uint8Array(this.#context.blockSizeBytes);
-      block.set(data);
-    }
-    const crcs = await this.#context.store.writeBlock(ref, block);
-    this.#refs[index] = ref;
-    return crcs;
+    return await this.#writeWhole(index, data, 0);
   }
 
   async writeRange(
@@ -94,9 +82,8 @@ export class BaseLayer implements Layer {
     }
     // Copy-on-write: the current block belongs to a committed INode.
     if (current === undefined || current.isZero()) {
-      const block = new Uint8Array(this.#context.blockSizeBytes);
-      block.set(data, offsetBytes);
-      return await this.write(index, block);
+      // The store supplies the zeros: no block-sized buffer per first write.
+      return await this.#writeWhole(index, data, offsetBytes);
     }
     // The store copies it (a local store without a trip through JavaScript).
     const ref = this.#context.refs.next();
@@ -124,6 +111,18 @@ export class BaseLayer implements Layer {
     const content = new Uint8Array(this.#refs.length * BLOCK_REF_SIZE_BYTES);
     this.#refs.forEach((ref, i) => ref.writeTo(content, i * BLOCK_REF_SIZE_BYTES));
     return [{ type: LayerKind.base, content }];
+  }
+
+  /** Stores block `index` whole: `data` at `offsetBytes`, zeros elsewhere. */
+  async #writeWhole(index: number, data: Uint8Array, offsetBytes: number): Promise<Uint32Array> {
+    // A block already written in this session is replaced under its own ref.
+    const current = this.#refs[index];
+    const ref = current !== undefined && this.#context.refs.ownsRef(current)
+      ? current
+      : this.#context.refs.next();
+    const crcs = await this.#context.store.writeBlock(ref, data, offsetBytes);
+    this.#refs[index] = ref;
+    return crcs;
   }
 
   #checkWritable(index: number): void {

@@ -88,6 +88,7 @@ import {
   type BlockRead,
   type BlockStore,
   checkRange,
+  checkWrite,
   copyBlockThrough,
 } from "../storage/block_store.ts";
 import { ReadCache } from "./read_cache.ts";
@@ -658,12 +659,14 @@ export class Distributor implements BlockStore {
    * @throws {OutOfSpaceError} when that is because every peer tried is full.
    * @throws {RangeError} when `data` is longer than a block.
    */
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
+  async writeBlock(ref: BlockRef, data: Uint8Array, offsetBytes = 0): Promise<Uint32Array> {
     this.#checkOpen();
-    if (data.length > this.blockSizeBytes) {
-      throw new RangeError(
-        `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
-      );
+    checkWrite(ref, this.blockSizeBytes, offsetBytes, data.length);
+    if (offsetBytes > 0) {
+      // Peers store short data zero-padded at its end: the zeros before it travel.
+      const block = new Uint8Array(offsetBytes + data.length);
+      block.set(data, offsetBytes);
+      data = block;
     }
     const key = ref.key();
     await using _ = await this.#exclusive(key);

@@ -76,9 +76,9 @@ export class HookedStore implements BlockStore {
     const read = await this.inner.readBlock(target, range);
     return this.lie === null ? read : { ...read, data: this.lie(read.data) };
   }
-  async writeBlock(target: BlockRef, data: Uint8Array): Promise<Uint32Array> {
+  async writeBlock(target: BlockRef, data: Uint8Array, offsetBytes?: number): Promise<Uint32Array> {
     await this.#pass("writeBlock", target);
-    return await this.inner.writeBlock(target, data);
+    return await this.inner.writeBlock(target, data, offsetBytes);
   }
   async writeBlockRange(
     target: BlockRef,

@@ -56,6 +56,34 @@ export function testBlockStore(
     await store.close();
   });
 
+  Deno.test(`${name}: writeBlock() at an offset stores zeros around the data`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 8 });
+    const old = prng.fill(new Uint8Array(blockSizeBytes));
+    await store.writeBlock(ref(1, 1), old);
+    const fits: [number, number][] = [[1, blockSizeBytes - 1], [5000, 3000], [4096, 0]];
+    for (const [offsetBytes, lengthBytes] of fits) {
+      const data = prng.fill(new Uint8Array(lengthBytes));
+      const written = await store.writeBlock(ref(1, 1), data, offsetBytes);
+      const expected = new Uint8Array(blockSizeBytes);
+      expected.set(data, offsetBytes);
+      const { data: back, sectorCrcs: crcs } = await store.readBlock(ref(1, 1));
+      assertNode.deepEqual(back, expected, `${lengthBytes} bytes at ${offsetBytes}`);
+      assertNode.deepEqual(crcs, sectorCrcs(expected, blockSizeBytes));
+      assertNode.deepEqual(written, crcs, "writeBlock() returns the sector CRCs");
+    }
+    const misfits: [number, number][] = [[-1, 10], [blockSizeBytes - 9, 10], [0.5, 1]];
+    for (const [offsetBytes, lengthBytes] of misfits) {
+      await assertNode.rejects(
+        store.writeBlock(ref(1, 2), new Uint8Array(lengthBytes), offsetBytes),
+        RangeError,
+        `${lengthBytes} bytes at ${offsetBytes}`,
+      );
+    }
+    assertNode.equal(await store.hasBlock(ref(1, 2)), false);
+    assertNode.equal(store.usedBlocks(), 1);
+    await store.close();
+  });
+
   Deno.test(`${name}: data and INode blocks with equal numbers are distinct`, async () => {
     const store = await open({ blockSizeBytes, numBlocks: 8 });
     await store.writeBlock(ref(1, 1), new Uint8Array([1]));

@@ -80,14 +80,16 @@ export interface BlockStore {
   ): Promise<BlockRead>;
   /**
    * Stores a whole block, replacing any block with the same ref, and returns
-   * its sector CRCs (`data` shorter than a block is stored zero-padded), so
-   * that the caller does not checksum the bytes a second time. The caller
+   * its sector CRCs, so that the caller does not checksum the bytes a second
+   * time. The block holds `data` at `offsetBytes` (default 0) and zeros
+   * everywhere else: a first write of part of a sparse block passes just
+   * that part, and the store, not the caller, supplies the zeros. The caller
    * must not change `data` before the returned promise settles.
    *
    * @throws {OutOfSpaceError} when no slot is free.
-   * @throws {RangeError} when `data` is longer than a block.
+   * @throws {RangeError} when `data` at `offsetBytes` does not fit in a block.
    */
-  writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array>;
+  writeBlock(ref: BlockRef, data: Uint8Array, offsetBytes?: number): Promise<Uint32Array>;
   /**
    * Overwrites `data.length` bytes of a stored block at `offsetBytes`, in place,
    * and returns the block's new sector CRCs. Only for blocks no committed INode
@@ -141,6 +143,28 @@ export interface BlockStore {
   flush(): Promise<void>;
   /** Flushes and releases the store; later calls throw `ClosedError`. */
   close(): Promise<void>;
+}
+
+/**
+ * Checks the arguments of {@linkcode BlockStore.writeBlock}: `lengthBytes` at
+ * `offsetBytes` must fit in a block.
+ *
+ * @throws {RangeError} when they do not.
+ */
+export function checkWrite(
+  ref: BlockRef,
+  blockSizeBytes: number,
+  offsetBytes: number,
+  lengthBytes: number,
+): void {
+  if (
+    !Number.isSafeInteger(offsetBytes) || offsetBytes < 0 ||
+    offsetBytes + lengthBytes > blockSizeBytes
+  ) {
+    throw new RangeError(
+      `Cannot write ${lengthBytes} bytes at ${offsetBytes} to ${ref}: a block has ${blockSizeBytes} bytes`,
+    );
+  }
 }
 
 /** Checks that `range` lies inside a block; returns it with defaults filled in. */

@@ -58,7 +58,13 @@ import {
   OutOfSpaceError,
   TorusError,
 } from "../errors.ts";
-import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
+import {
+  type BlockRange,
+  type BlockRead,
+  type BlockStore,
+  checkRange,
+  checkWrite,
+} from "./block_store.ts";
 import { addressOf } from "./address.ts";
 import { IO_THREAD_MIN_BYTES, IoThread } from "./io_thread.ts";
 
@@ -1452,13 +1458,9 @@ export class FileBlockStore implements BlockStore {
       (other === undefined ? undefined : this.#writing.get(other.key()));
   }
 
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
+  async writeBlock(ref: BlockRef, data: Uint8Array, offsetBytes = 0): Promise<Uint32Array> {
     this.#checkOpen("write");
-    if (data.length > this.blockSizeBytes) {
-      throw new RangeError(
-        `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
-      );
-    }
+    checkWrite(ref, this.blockSizeBytes, offsetBytes, data.length);
     for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
     this.#checkOpen("write");
     if (
@@ -1470,9 +1472,11 @@ export class FileBlockStore implements BlockStore {
     const slot = this.#slotFor(ref);
     let block = data;
     if (data.length !== this.blockSizeBytes) {
+      // Zeros around the data, in the scratch block: no allocation per write.
       block = this.#block;
-      block.set(data);
-      block.fill(0, data.length);
+      block.fill(0, 0, offsetBytes);
+      block.set(data, offsetBytes);
+      block.fill(0, offsetBytes + data.length);
     }
     // Data first; the record that vouches for it is written by the next flush.
     this.#data.writeAt(slot * this.blockSizeBytes, block);

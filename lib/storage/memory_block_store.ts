@@ -8,7 +8,13 @@ import type { BlockRef } from "../core/block_ref.ts";
 import { crc32 } from "../core/crc32.ts";
 import { blockDigest, sectorCrcs, sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError, BlockNotFoundError, ClosedError, OutOfSpaceError } from "../errors.ts";
-import { type BlockRange, type BlockRead, type BlockStore, checkRange } from "./block_store.ts";
+import {
+  type BlockRange,
+  type BlockRead,
+  type BlockStore,
+  checkRange,
+  checkWrite,
+} from "./block_store.ts";
 
 interface Stored {
   ref: BlockRef;
@@ -71,19 +77,15 @@ export class MemoryBlockStore implements BlockStore {
     };
   }
 
-  async writeBlock(ref: BlockRef, data: Uint8Array): Promise<Uint32Array> {
+  async writeBlock(ref: BlockRef, data: Uint8Array, offsetBytes = 0): Promise<Uint32Array> {
     this.#checkOpen();
-    if (data.length > this.blockSizeBytes) {
-      throw new RangeError(
-        `Cannot write ${data.length} bytes to ${ref}: a block has ${this.blockSizeBytes} bytes`,
-      );
-    }
+    checkWrite(ref, this.blockSizeBytes, offsetBytes, data.length);
     const key = ref.key();
     if (!this.#blocks.has(key) && this.#blocks.size >= this.#numBlocks) {
       throw new OutOfSpaceError(`Cannot write ${ref}: all ${this.#numBlocks} blocks are in use`);
     }
     const copy = new Uint8Array(this.blockSizeBytes);
-    copy.set(data);
+    copy.set(data, offsetBytes);
     const crcs = sectorCrcs(copy, this.blockSizeBytes);
     this.#blocks.set(key, { ref, data: copy, crcs });
     return crcs.slice();
