@@ -12,7 +12,13 @@ import type { VolumeContext } from "./block_volume.ts";
 
 /** A memory store, metadata and a lease; `client()` adds another process. */
 export async function testEnv(
-  options: { blockSizeBytes?: number; blockSpec?: string; numBlocks?: number } = {},
+  options: {
+    blockSizeBytes?: number;
+    blockSpec?: string;
+    numBlocks?: number;
+    /** The store to use instead of a new one (a test's subclass). */
+    store?: MemoryBlockStore;
+  } = {},
 ): Promise<
   VolumeContext & {
     clock: ManualClock;
@@ -24,7 +30,8 @@ export async function testEnv(
   const clock = new ManualClock(1_700_000_000_000);
   const shared = new MemoryMetadataStore();
   const blockSizeBytes = options.blockSizeBytes ?? 256;
-  const store = new MemoryBlockStore({ blockSizeBytes, numBlocks: options.numBlocks ?? 100_000 });
+  const store = options.store ??
+    new MemoryBlockStore({ blockSizeBytes, numBlocks: options.numBlocks ?? 100_000 });
   const metadata = new MemoryMetadata({ clock, store: shared });
   await metadata.initialize(
     { blockSizeBytes, defaultBlockSpec: options.blockSpec ?? "crc,base" },

@@ -64,6 +64,14 @@ export class BaseLayer implements Layer {
     return await this.#context.store.readBlock(ref, range, expectDigest, into);
   }
 
+  readNow(index: number, range: BlockRange, into: Uint8Array): BlockRead | null {
+    const ref = this.refAt(index);
+    if (ref.isZero()) {
+      return { data: into.fill(0), sectorCrcs: zeroSectorCrcs(this.#context.blockSizeBytes) };
+    }
+    return this.#context.store.readBlockNow?.(ref, range, into) ?? null;
+  }
+
   async write(index: number, data: Uint8Array): Promise<Uint32Array> {
     this.#checkWritable(index);
     return await this.#writeWhole(index, data, 0);

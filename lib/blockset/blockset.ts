@@ -135,6 +135,19 @@ export class Blockset {
     return into;
   }
 
+  /**
+   * {@linkcode Blockset.read} into `into` without waiting: true when `into`
+   * now holds the bytes, false when the read would wait (call `read()`).
+   *
+   * @throws {BlockCorruptError} when the block fails its checks.
+   */
+  readNow(index: number, range: BlockRange, into: Uint8Array): boolean {
+    const result = this.#top.readNow?.(index, range, into) ?? null;
+    if (result === null) return false;
+    if (result.data !== into) into.set(result.data);
+    return true;
+  }
+
   /** Writes a whole block. */
   async write(index: number, data: Uint8Array): Promise<void> {
     await this.#top.write(index, data);

@@ -62,6 +62,7 @@ Deno.test("Blockset(crc) detects a block replaced behind its back", async () => 
   // Valid sectors, wrong block: only the crc layer can tell.
   await store.writeBlock(ref!, new Uint8Array(BLOCK).fill(2));
   await assert.rejects(blocks.read(0, full), BlockCorruptError);
+  assert.throws(() => blocks.readNow(0, full, new Uint8Array(BLOCK)), BlockCorruptError);
   await assert.rejects(blocks.read(0, { offsetBytes: 0, lengthBytes: 1 }), BlockCorruptError);
   await assert.rejects(blocks.writeRange(0, 0, new Uint8Array(1)), BlockCorruptError);
 });
@@ -73,6 +74,8 @@ Deno.test("Blockset(crc,rep=2) falls back to the copy when the primary is corrup
   const refs = blocks.blockRefs();
   assert.equal(refs.length, 2);
   store.corruptForTest(refs[0]!, 5);
+  const into = new Uint8Array(BLOCK);
+  assert.equal(blocks.readNow(0, full, into), false, "replicas are read the waiting way");
   assert.deepEqual(await blocks.read(0, full), data);
   await store.writeBlock(refs[0]!, new Uint8Array(BLOCK));
   assert.deepEqual(await blocks.read(0, full), data, "a stale primary is skipped too");

@@ -66,7 +66,20 @@ export class CrcLayer implements Layer {
     if (expected === undefined) {
       throw new BlockNotFoundError(`Cannot read block ${index}: the file has ${this.length()}`);
     }
-    const result = await this.#sub.read(index, range, expected, into);
+    return this.#checked(index, expected, await this.#sub.read(index, range, expected, into));
+  }
+
+  readNow(index: number, range: BlockRange, into: Uint8Array): BlockRead | null {
+    const expected = this.#digests[index];
+    if (expected === undefined) {
+      throw new BlockNotFoundError(`Cannot read block ${index}: the file has ${this.length()}`);
+    }
+    const result = this.#sub.readNow?.(index, range, into) ?? null;
+    return result === null ? null : this.#checked(index, expected, result);
+  }
+
+  /** `result`, when its sector CRCs have the digest the INode recorded. @throws {BlockCorruptError} */
+  #checked(index: number, expected: number, result: BlockRead): BlockRead {
     if (blockDigest(result.sectorCrcs) !== expected) {
       crcFailures.count++;
       throw new BlockCorruptError(

@@ -99,6 +99,16 @@ export interface Layer {
     expectDigest?: number,
     into?: Uint8Array,
   ): Promise<BlockRead>;
+  /**
+   * {@linkcode Layer.read} of `range` into `into` (exactly the range's
+   * length) without waiting: the same result, or null when the read would
+   * wait (the store's `readBlockNow` said so) or this layer cannot answer
+   * at once; the caller then calls `read()`. Absent on layers that never can.
+   *
+   * @throws {BlockNotFoundError} when `index >= length()`.
+   * @throws {BlockCorruptError} as `read()` does.
+   */
+  readNow?(index: number, range: BlockRange, into: Uint8Array): BlockRead | null;
   /** Writes a whole block at `index` (`index === length()` appends); returns its sector CRCs. */
   write(index: number, data: Uint8Array): Promise<Uint32Array>;
   /**

@@ -146,6 +146,7 @@ export class File {
       throw new RangeError(`Cannot read ${lengthBytes} bytes into a buffer of ${into.length}`);
     }
     const result = into ?? new Uint8Array(lengthBytes);
+    if (this.#readNow(offsetBytes, lengthBytes, result)) return result;
     await this.#io.with(false, async () => {
       await Promise.all(
         this.#pieces(offsetBytes, lengthBytes).map((piece) =>
@@ -160,6 +161,26 @@ export class File {
       );
     });
     return result;
+  }
+
+  /**
+   * {@linkcode File.readAt} without waiting, when no writer holds or waits
+   * for the file or a block it touches and every block can be read at once
+   * (from the page cache): true when `result` holds the bytes. Done in one
+   * synchronous run, it needs no lock: nothing can change in between. A
+   * false after some pieces were read leaves `result` for `readAt()` to
+   * fill again.
+   */
+  #readNow(offsetBytes: number, lengthBytes: number, result: Uint8Array): boolean {
+    if (!this.#io.readableNow) return false;
+    const pieces = this.#pieces(offsetBytes, lengthBytes);
+    for (const piece of pieces) if (!this.#blocks.readableNow(piece.index)) return false;
+    for (const piece of pieces) {
+      const range = { offsetBytes: piece.offsetBytes, lengthBytes: piece.lengthBytes };
+      const target = result.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes);
+      if (!this.#blockset.readNow(piece.index, range, target)) return false;
+    }
+    return true;
   }
 
   /**

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { createBlockVolume, openBlockFile } from "../block/block_volume.ts";
 import { collectGarbage } from "../block/gc.ts";
 import { testEnv } from "../block/_test_env.ts";
+import type { BlockRef } from "../core/block_ref.ts";
+import type { BlockRange, BlockRead } from "../storage/block_store.ts";
+import { MemoryBlockStore } from "../storage/memory_block_store.ts";
 
 type Env = Awaited<ReturnType<typeof testEnv>>;
 
@@ -74,4 +77,79 @@ Deno.test("a failed collection at close does not fail the close, and the data is
   const reader = await openBlockFile(env, "v", { lease: env.lease });
   assert.equal((await reader.readAt(0, 1))[0], 7, "committed, and the lock released");
   await reader.close();
+});
+
+/** A memory store that counts its reads, can refuse to read at once, and can hold a patch's reply. */
+class ProbedStore extends MemoryBlockStore {
+  reads = 0;
+  readsNow = 0;
+  refuseNow = false;
+  /** While set, writeBlockRange() changes the block, then waits for this before it returns. */
+  patchGate: Promise<void> | null = null;
+
+  override readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead> {
+    this.reads++;
+    return super.readBlock(ref, range);
+  }
+
+  override readBlockNow(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null {
+    this.readsNow++;
+    return this.refuseNow ? null : super.readBlockNow(ref, range, into);
+  }
+
+  override async writeBlockRange(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    const crcs = await super.writeBlockRange(ref, offsetBytes, data, expectDigest);
+    if (this.patchGate !== null) await this.patchGate;
+    return crcs;
+  }
+}
+
+function probedEnv() {
+  const store = new ProbedStore({ blockSizeBytes: BLOCK, numBlocks: 1000 });
+  return { store, env: testEnv({ blockSizeBytes: BLOCK, store }) };
+}
+
+Deno.test("readAt() serves blocks the store can read at once without waiting, and waits for the others", async () => {
+  const { store, env: pending } = probedEnv();
+  const env = await pending;
+  await createBlockVolume(env.metadata, "v", 4 * BLOCK);
+  await writeAndClose(env, "v", 2, 1);
+  const file = await openBlockFile(env, "v", { readOnly: true });
+  store.reads = store.readsNow = 0;
+  const expected = new Uint8Array(4 * BLOCK).fill(1, 0, 2 * BLOCK);
+  assert.deepEqual(await file.readAt(0, 4 * BLOCK), expected, "two blocks stored, two sparse");
+  assert.deepEqual([store.readsNow, store.reads], [2, 0]);
+  store.refuseNow = true;
+  assert.deepEqual(await file.readAt(BLOCK - 10, 20), expected.slice(BLOCK - 10, BLOCK + 10));
+  assert.deepEqual([store.readsNow, store.reads], [3, 2], "refused at once: read and waited for");
+  await file.close();
+});
+
+Deno.test("readAt() does not read at once a block a write is changing: it waits for the write", async () => {
+  const { store, env: pending } = probedEnv();
+  const env = await pending;
+  await createBlockVolume(env.metadata, "v", 2 * BLOCK);
+  const file = await openBlockFile(env, "v", { lease: env.lease });
+  await file.writeAt(new Uint8Array(BLOCK).fill(1), 0); // block 0 now belongs to this session
+  let open!: () => void;
+  store.patchGate = new Promise((resolve) => open = resolve);
+  // Patched in place: the store holds the new sector CRCs, the INode's digest is still the old one.
+  const writing = file.writeAt(new Uint8Array(100).fill(2), 10);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  let settled = false;
+  const reading = file.readAt(0, BLOCK).finally(() => settled = true);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(settled, false, "the read waits for the write that holds the block");
+  store.patchGate = null;
+  open();
+  await writing;
+  const expected = new Uint8Array(BLOCK).fill(1);
+  expected.fill(2, 10, 110);
+  assert.deepEqual(await reading, expected);
+  await file.close();
 });

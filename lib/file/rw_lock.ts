@@ -28,6 +28,15 @@ export class RwLock {
     return this.#readers === 0 && !this.#writer && this.#queue.length === 0;
   }
 
+  /**
+   * True when a reader could enter at once: nobody holds the lock
+   * exclusively or waits for it. Work done synchronously while this holds
+   * runs as if under a shared hold, without taking one.
+   */
+  get readableNow(): boolean {
+    return !this.#writer && this.#queue.length === 0;
+  }
+
   /** Acquires shared (`exclusive` false) or exclusive access; resolves to a release function. */
   acquire(exclusive: boolean): Promise<() => void> {
     if (this.#queue.length === 0 && this.#canEnter(exclusive)) {
@@ -96,6 +105,11 @@ export class KeyedRwLock {
       release();
       if (lock.idle) this.#locks.delete(key);
     }
+  }
+
+  /** {@linkcode RwLock.readableNow} of the lock of `key`. */
+  readableNow(key: number): boolean {
+    return this.#locks.get(key)?.readableNow ?? true;
   }
 
   /** Keys with a holder or a waiter (bounded by the requests in flight). */

@@ -41,3 +41,28 @@ Deno.test("KeyedRwLock serializes writers of one key and drops idle keys", async
   assert.equal(most, 1);
   assert.equal(locks.size, 0);
 });
+
+Deno.test("RwLock.readableNow: false while a writer holds or waits, true among readers", async () => {
+  const lock = new RwLock();
+  assert.equal(lock.readableNow, true);
+  const r1 = await lock.acquire(false);
+  assert.equal(lock.readableNow, true, "readers do not keep readers out");
+  const writing = lock.acquire(true);
+  assert.equal(lock.readableNow, false, "a waiting writer goes first");
+  r1();
+  const w = await writing;
+  assert.equal(lock.readableNow, false, "a writer holds it");
+  w();
+  assert.equal(lock.readableNow, true);
+  const keyed = new KeyedRwLock();
+  let inside = false;
+  const held = keyed.with(7, true, async () => {
+    inside = true;
+    assert.equal(keyed.readableNow(7), false);
+    assert.equal(keyed.readableNow(8), true, "other keys are free");
+    await Promise.resolve();
+  });
+  await held;
+  assert.equal(inside, true);
+  assert.equal(keyed.readableNow(7), true);
+});

@@ -20,6 +20,8 @@ export type OpenBlockStore = (
 export interface ConformanceOptions {
   /** Corrupts one stored byte behind the store's back. */
   corrupt?: (store: BlockStore, ref: BlockRef, offsetBytes: number) => Promise<void>;
+  /** Whether the store has `readBlockNow` (tested then; checked absent otherwise). */
+  readsNow?: boolean;
 }
 
 function ref(inode: number, index: number, type: BlockType = BlockType.data): BlockRef {
@@ -82,6 +84,43 @@ export function testBlockStore(
     assertNode.equal(await store.hasBlock(ref(1, 2)), false);
     assertNode.equal(store.usedBlocks(), 1);
     await store.close();
+  });
+
+  Deno.test(`${name}: readBlockNow() returns what readBlock() does, or null`, async () => {
+    const store = await open({ blockSizeBytes, numBlocks: 4 });
+    if (!options.readsNow) {
+      assertNode.equal(store.readBlockNow, undefined, "declared without readBlockNow()");
+      await store.close();
+      return;
+    }
+    const data = prng.fill(new Uint8Array(blockSizeBytes));
+    await store.writeBlock(ref(1, 1), data);
+    let served = 0;
+    for (const [offsetBytes, lengthBytes] of [[0, blockSizeBytes], [4096, 4096], [8192, 8192]]) {
+      const range = { offsetBytes: offsetBytes!, lengthBytes: lengthBytes! };
+      const into = new Uint8Array(range.lengthBytes);
+      const now = store.readBlockNow!(ref(1, 1), range, into);
+      if (now === null) continue;
+      served++;
+      const later = await store.readBlock(ref(1, 1), range);
+      assertNode.deepEqual(into, later.data, `${lengthBytes} bytes at ${offsetBytes}`);
+      assertNode.deepEqual(now.data, later.data);
+      assertNode.deepEqual(now.sectorCrcs, later.sectorCrcs);
+    }
+    assertNode.ok(served > 0, "a block just written is read at once");
+    const sector = { offsetBytes: 0, lengthBytes: 4096 };
+    assertNode.equal(store.readBlockNow!(ref(1, 2), sector, new Uint8Array(4096)), null, "missing");
+    assertNode.throws(
+      () =>
+        store.readBlockNow!(
+          ref(1, 1),
+          { offsetBytes: 0, lengthBytes: blockSizeBytes + 4096 },
+          new Uint8Array(blockSizeBytes + 4096),
+        ),
+      RangeError,
+    );
+    await store.close();
+    assertNode.equal(store.readBlockNow!(ref(1, 1), sector, new Uint8Array(4096)), null, "closed");
   });
 
   Deno.test(`${name}: data and INode blocks with equal numbers are distinct`, async () => {
@@ -250,6 +289,13 @@ export function testBlockStore(
       await store.writeBlock(ref(1, 1), data);
       await corrupt(store, ref(1, 1), 5000);
       await assertNode.rejects(store.readBlock(ref(1, 1)), BlockCorruptError);
+      if (store.readBlockNow !== undefined) {
+        const range = { offsetBytes: 4096, lengthBytes: 4096 };
+        assertNode.throws(
+          () => store.readBlockNow!(ref(1, 1), range, new Uint8Array(4096)),
+          BlockCorruptError,
+        );
+      }
       await assertNode.rejects(
         store.readBlock(ref(1, 1), { offsetBytes: 4096, lengthBytes: 10 }),
         BlockCorruptError,

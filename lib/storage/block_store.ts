@@ -79,6 +79,18 @@ export interface BlockStore {
     into?: Uint8Array,
   ): Promise<BlockRead>;
   /**
+   * {@linkcode readBlock} of `range` into `into` (exactly the range's length)
+   * without waiting, for stores that can serve some reads at once (the file
+   * store, from the page cache): the same result, or null when the read
+   * would have to wait (for the disk, for a write in flight) or cannot be
+   * served this way (also a missing block: {@linkcode readBlock} then
+   * throws). Absent where reads always wait (the distributor).
+   *
+   * @throws {BlockCorruptError} when a sector read fails its checksum.
+   * @throws {RangeError} when `range` is outside the block.
+   */
+  readBlockNow?(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null;
+  /**
    * Stores a whole block, replacing any block with the same ref, and returns
    * its sector CRCs, so that the caller does not checksum the bytes a second
    * time. The block holds `data` at `offsetBytes` (default 0) and zeros

@@ -1383,25 +1383,16 @@ export class FileBlockStore implements BlockStore {
     this.#checkOpen("read");
     let entry = this.#get(ref, "read");
     const sector = this.#sectorSizeBytes;
-    if (
-      into !== undefined && into.length === lengthBytes && lengthBytes > 0 &&
-      offsetBytes % sector === 0 && lengthBytes % sector === 0
-    ) {
-      // Whole sectors: read straight into the caller's buffer.
-      const first = offsetBytes / sector;
-      // A block stored whole is read here when the page cache holds it, on
-      // the I/O thread when the disk must be waited for.
-      const whole = this.#data.offloads && entry.slot < this.#numSlots &&
-        this.#lenders[entry.slot]! < 0;
-      if (!whole || !this.#data.readNow(entry.slot * this.blockSizeBytes + offsetBytes, into)) {
-        if (whole) {
-          const read = await this.#readOffloaded(ref, entry, offsetBytes, into);
-          if (read !== null) return read;
-          entry = this.#get(ref, "read");
-        }
-        this.#readSectors(entry.slot, first, into);
-      }
-      this.#verifySectors(entry, first, into);
+    if (into !== undefined && this.#wholeSectors(offsetBytes, lengthBytes, into)) {
+      const now = this.#readNow(entry, offsetBytes, into);
+      if (now !== null) return now;
+      // A block stored whole whose bytes the page cache lacks: the disk is
+      // waited for on the I/O thread.
+      const read = await this.#readOffloaded(ref, entry, offsetBytes, into);
+      if (read !== null) return read;
+      entry = this.#get(ref, "read");
+      this.#readSectors(entry.slot, offsetBytes / sector, into);
+      this.#verifySectors(entry, offsetBytes / sector, into);
       return { data: into, sectorCrcs: this.#slotCrcs(entry.slot) };
     }
     const first = Math.min(Math.floor(offsetBytes / sector), this.#sectorsPerBlock - 1);
@@ -1414,6 +1405,46 @@ export class FileBlockStore implements BlockStore {
       ? bytes
       : bytes.slice(start, start + lengthBytes);
     return { data, sectorCrcs: this.#slotCrcs(entry.slot) };
+  }
+
+  /**
+   * {@linkcode readBlock} without waiting: the block's whole sectors `range`
+   * covers, read into `into` and verified, when that needs neither the disk
+   * nor a write in flight to land; null otherwise (and for a block not
+   * stored, or a closed store: {@linkcode readBlock} then says why).
+   *
+   * @throws {BlockCorruptError} when a sector read fails its checksum.
+   * @throws {RangeError} when `range` is outside the block.
+   */
+  readBlockNow(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null {
+    if (this.#closed) return null;
+    const { offsetBytes, lengthBytes } = checkRange(this.blockSizeBytes, range);
+    if (!this.#wholeSectors(offsetBytes, lengthBytes, into)) return null;
+    if (this.#inFlightWrite(ref) !== undefined) return null;
+    const entry = this.#entries.get(ref.key());
+    return entry === undefined ? null : this.#readNow(entry, offsetBytes, into);
+  }
+
+  /** Whether a read of `lengthBytes` at `offsetBytes` is whole sectors that fill `into` exactly. */
+  #wholeSectors(offsetBytes: number, lengthBytes: number, into: Uint8Array): boolean {
+    const sector = this.#sectorSizeBytes;
+    return into.length === lengthBytes && lengthBytes > 0 && offsetBytes % sector === 0 &&
+      lengthBytes % sector === 0;
+  }
+
+  /**
+   * Reads whole sectors of `entry` into `into` on the event loop and verifies
+   * them; null for a block stored whole whose bytes the page cache lacks
+   * (when the store offloads: such a read waits for the disk on the I/O thread).
+   */
+  #readNow(entry: Entry, offsetBytes: number, into: Uint8Array): BlockRead | null {
+    const first = offsetBytes / this.#sectorSizeBytes;
+    const whole = this.#data.offloads && entry.slot < this.#numSlots &&
+      this.#lenders[entry.slot]! < 0;
+    if (!whole) this.#readSectors(entry.slot, first, into);
+    else if (!this.#data.readNow(entry.slot * this.blockSizeBytes + offsetBytes, into)) return null;
+    this.#verifySectors(entry, first, into);
+    return { data: into, sectorCrcs: this.#slotCrcs(entry.slot) };
   }
 
   /**

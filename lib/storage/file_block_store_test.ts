@@ -203,6 +203,7 @@ testBlockStore("FileBlockStore", (options) => openTemp(options.blockSizeBytes, o
       (bytes) => bytes[0] = bytes[0]! ^ 0xff,
     );
   },
+  readsNow: true,
 });
 
 for (const io of ["mmap", "fsfile"] as const) {
@@ -224,7 +225,7 @@ for (const io of ["mmap", "fsfile"] as const) {
       }
     };
     return store;
-  });
+  }, { readsNow: true });
 }
 
 Deno.test("FileBlockStore: random operations match MemoryBlockStore, before and after reopen", async () => {
@@ -1501,8 +1502,21 @@ Deno.test("FileBlockStore: a read that finds the page cache stays off the I/O th
         assertBytes(into, data.subarray(offsetBytes, offsetBytes + lengthBytes), `round ${round}`);
       };
       // Cached (just written): every read is served here.
+      const readNow = (round: number) => {
+        const range = ranges[round % ranges.length]!;
+        const into = new Uint8Array(range.lengthBytes);
+        const result = store.readBlockNow(ref(1), range, into);
+        if (result === null) return false;
+        assertNode.ok(result.data === into, "read into the given buffer");
+        const { offsetBytes, lengthBytes } = range;
+        assertBytes(into, data.subarray(offsetBytes, offsetBytes + lengthBytes), `round ${round}`);
+        return true;
+      };
       let jobs = ioThreadStats.jobs;
       for (let round = 0; round < ranges.length; round++) await read(round);
+      for (let round = 0; round < ranges.length; round++) {
+        assertNode.ok(readNow(round), `readBlockNow() serves cached round ${round}`);
+      }
       assertNode.equal(ioThreadStats.jobs - jobs, 0, "cached reads stay here");
       // Evicted: a read waits for the disk on the thread, whatever its length.
       // The kernel's readahead, started by the read's own attempt, may bring
@@ -1513,6 +1527,13 @@ Deno.test("FileBlockStore: a read that finds the page cache stays off the I/O th
         await read(round);
       }
       assertNode.ok(ioThreadStats.jobs - jobs >= 1, "reads of evicted data go to the thread");
+      // readBlockNow() declines them (the same readahead may let some through).
+      let declined = 0;
+      for (let round = 0; round < 12; round++) {
+        await evictData(directory);
+        if (!readNow(round)) declined++;
+      }
+      assertNode.ok(declined >= 1, "readBlockNow() declines reads that would wait for the disk");
     } finally {
       await store.close();
     }
@@ -1528,6 +1549,8 @@ Deno.test("FileBlockStore: while a whole-block write is on the I/O thread, the b
     await store.writeBlock(ref(1), old);
     // A read started while the replacing write is in flight sees the new block.
     let writing = store.writeBlock(ref(1), next);
+    const range = { offsetBytes: 0, lengthBytes: 4096 };
+    assertNode.equal(store.readBlockNow(ref(1), range, new Uint8Array(4096)), null, "not at once");
     assertBytes((await store.readBlock(ref(1))).data, next);
     await writing;
     // So does a copy, and a patch lands on the new block, not the replaced one.

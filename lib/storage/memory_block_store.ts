@@ -77,6 +77,16 @@ export class MemoryBlockStore implements BlockStore {
     };
   }
 
+  readBlockNow(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null {
+    if (this.#closed) return null;
+    const { offsetBytes, lengthBytes } = checkRange(this.blockSizeBytes, range);
+    const stored = this.#blocks.get(ref.key());
+    if (stored === undefined || into.length !== lengthBytes) return null;
+    this.#verify(stored, offsetBytes, lengthBytes);
+    into.set(stored.data.subarray(offsetBytes, offsetBytes + lengthBytes));
+    return { data: into, sectorCrcs: stored.crcs.slice() };
+  }
+
   async writeBlock(ref: BlockRef, data: Uint8Array, offsetBytes = 0): Promise<Uint32Array> {
     this.#checkOpen();
     checkWrite(ref, this.blockSizeBytes, offsetBytes, data.length);

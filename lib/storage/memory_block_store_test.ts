@@ -6,4 +6,5 @@ testBlockStore("MemoryBlockStore", (options) => Promise.resolve(new MemoryBlockS
     (store as MemoryBlockStore).corruptForTest(ref, offsetBytes);
     return Promise.resolve();
   },
+  readsNow: true,
 });
