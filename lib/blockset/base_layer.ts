@@ -100,6 +100,28 @@ export class BaseLayer implements Layer {
     return crcs;
   }
 
+  writeRangeNow(
+    index: number,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    this.#checkWritable(index);
+    const { store, refs } = this.#context;
+    const current = this.#refs[index];
+    if (current === undefined || current.isZero()) return null;
+    if (refs.ownsRef(current)) {
+      return store.writeBlockRangeNow?.(current, offsetBytes, data, expectDigest) ?? null;
+    }
+    // The ref is taken only once the copy is made: a refusal wastes no number.
+    const ref = refs.peekNext();
+    const crcs = store.copyBlockNow?.(current, ref, offsetBytes, data, expectDigest) ?? null;
+    if (crcs === null) return null;
+    refs.next();
+    this.#refs[index] = ref;
+    return crcs;
+  }
+
   truncate(lengthBlocks: number): void {
     if (lengthBlocks < this.#refs.length) this.#refs.length = lengthBlocks;
     while (this.#refs.length < lengthBlocks) this.#refs.push(BlockRef.ZERO);

@@ -158,6 +158,14 @@ export class Blockset {
     await this.#top.writeRange(index, offsetBytes, data);
   }
 
+  /**
+   * {@linkcode Blockset.writeRange} without waiting: true when written, false
+   * (nothing changed) when the write would wait (call `writeRange()`).
+   */
+  writeRangeNow(index: number, offsetBytes: number, data: Uint8Array): boolean {
+    return (this.#top.writeRangeNow?.(index, offsetBytes, data) ?? null) !== null;
+  }
+
   /** Sets the length in blocks. */
   truncate(lengthBlocks: number): void {
     this.#top.truncate(lengthBlocks);

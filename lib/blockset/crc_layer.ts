@@ -102,6 +102,12 @@ export class CrcLayer implements Layer {
     return crcs;
   }
 
+  writeRangeNow(index: number, offsetBytes: number, data: Uint8Array): Uint32Array | null {
+    const crcs = this.#sub.writeRangeNow?.(index, offsetBytes, data, this.#digests[index]) ?? null;
+    if (crcs !== null) this.#digests[index] = blockDigest(crcs);
+    return crcs;
+  }
+
   truncate(lengthBlocks: number): void {
     this.#sub.truncate(lengthBlocks);
     const zero = zeroBlockDigest(this.#context.blockSizeBytes);

@@ -51,6 +51,15 @@ export class RefAllocator {
       ref.inode === session.inode;
   }
 
+  /** The ref {@linkcode RefAllocator.next} will hand out, without taking it. */
+  peekNext(): BlockRef {
+    const session = this.#session;
+    if (session === null) {
+      throw new TypeError("Cannot allocate a block ref: no write session is open");
+    }
+    return new BlockRef(session.volume, BlockType.data, session.inode, this.#lastIndex + 1);
+  }
+
   /** A new data block ref in the open session. */
   next(): BlockRef {
     const session = this.#session;
@@ -124,6 +133,21 @@ export interface Layer {
     data: Uint8Array,
     expectDigest?: number,
   ): Promise<Uint32Array>;
+  /**
+   * {@linkcode Layer.writeRange} without waiting: the block's new sector
+   * CRCs, or null, with nothing changed, when the write would wait (the
+   * store's `writeBlockRangeNow`/`copyBlockNow` said so) or this layer
+   * cannot do it at once (a sparse block, replicas). Absent on layers that
+   * never can.
+   *
+   * @throws the errors of `writeRange()`.
+   */
+  writeRangeNow?(
+    index: number,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null;
   /** Sets the length to `lengthBlocks`, extending with sparse blocks. */
   truncate(lengthBlocks: number): void;
   /** Makes blocks [fromIndex, toIndex) sparse. */

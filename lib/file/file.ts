@@ -193,6 +193,7 @@ export class File {
   async writeAt(data: Uint8Array, offsetBytes: number): Promise<void> {
     this.#checkWritable();
     this.#checkRange("write", offsetBytes, data.length);
+    if (this.#writeNow(data, offsetBytes)) return;
     if (this.#reclaimSpace === undefined) {
       await this.#writeOnce(data, offsetBytes, false);
       return;
@@ -213,6 +214,38 @@ export class File {
       // until the session is committed: commit, collect, and try again.
       await this.#reclaim();
     }
+  }
+
+  /**
+   * {@linkcode File.writeAt} without waiting, when a write session is open,
+   * no writer waits for the file, nobody holds or waits for a touched block,
+   * the write changes part of every block it touches (whole blocks go to the
+   * I/O thread), there is space to spare, and the layers can write at once:
+   * true when written. Done in one synchronous run, like
+   * {@linkcode File.readAt}'s. A false after some pieces were written leaves
+   * them for `writeAt()` to write again (the same bytes); an
+   * `OutOfSpaceError` is left to `writeAt()` too, which makes room.
+   */
+  #writeNow(data: Uint8Array, offsetBytes: number): boolean {
+    if (this.#session === null || this.#blockset.session === null) return false;
+    if (!this.#io.readableNow) return false;
+    const pieces = this.#pieces(offsetBytes, data.length);
+    for (const piece of pieces) {
+      if (piece.lengthBytes === this.blockSizeBytes || !this.#blocks.idle(piece.index)) {
+        return false;
+      }
+    }
+    if (this.#reclaimSpace !== undefined && this.#lowOnSpace(pieces.length)) return false;
+    try {
+      for (const piece of pieces) {
+        const chunk = data.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes);
+        if (!this.#blockset.writeRangeNow(piece.index, piece.offsetBytes, chunk)) return false;
+      }
+    } catch (error) {
+      if (error instanceof OutOfSpaceError) return false;
+      throw error;
+    }
+    return true;
   }
 
   /**

@@ -84,12 +84,53 @@ class ProbedStore extends MemoryBlockStore {
   reads = 0;
   readsNow = 0;
   refuseNow = false;
+  /** Calls of writeBlockRange() and copyBlock(), and of their `Now` forms. */
+  writes = 0;
+  writesNow = 0;
+  refuseWritesNow = false;
   /** While set, writeBlockRange() changes the block, then waits for this before it returns. */
   patchGate: Promise<void> | null = null;
+  /** While set, readBlock() waits for this before it reads. */
+  readGate: Promise<void> | null = null;
 
-  override readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead> {
+  override async readBlock(ref: BlockRef, range?: BlockRange): Promise<BlockRead> {
     this.reads++;
-    return super.readBlock(ref, range);
+    if (this.readGate !== null) await this.readGate;
+    return await super.readBlock(ref, range);
+  }
+
+  override writeBlockRangeNow(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    this.writesNow++;
+    if (this.refuseWritesNow) return null;
+    return super.writeBlockRangeNow(ref, offsetBytes, data, expectDigest);
+  }
+
+  override copyBlockNow(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    this.writesNow++;
+    if (this.refuseWritesNow) return null;
+    return super.copyBlockNow(source, ref, offsetBytes, data, expectDigest);
+  }
+
+  override copyBlock(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Promise<Uint32Array> {
+    this.writes++;
+    return super.copyBlock(source, ref, offsetBytes, data, expectDigest);
   }
 
   override readBlockNow(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null {
@@ -103,6 +144,7 @@ class ProbedStore extends MemoryBlockStore {
     data: Uint8Array,
     expectDigest?: number,
   ): Promise<Uint32Array> {
+    this.writes++;
     const crcs = await super.writeBlockRange(ref, offsetBytes, data, expectDigest);
     if (this.patchGate !== null) await this.patchGate;
     return crcs;
@@ -136,6 +178,7 @@ Deno.test("readAt() does not read at once a block a write is changing: it waits 
   await createBlockVolume(env.metadata, "v", 2 * BLOCK);
   const file = await openBlockFile(env, "v", { lease: env.lease });
   await file.writeAt(new Uint8Array(BLOCK).fill(1), 0); // block 0 now belongs to this session
+  store.refuseWritesNow = true; // the patch waits at the gate
   let open!: () => void;
   store.patchGate = new Promise((resolve) => open = resolve);
   // Patched in place: the store holds the new sector CRCs, the INode's digest is still the old one.
@@ -152,4 +195,52 @@ Deno.test("readAt() does not read at once a block a write is changing: it waits 
   expected.fill(2, 10, 110);
   assert.deepEqual(await reading, expected);
   await file.close();
+});
+
+Deno.test("writeAt() of part of a block in an open session writes at once; else it waits its turn", async () => {
+  const { store, env: pending } = probedEnv();
+  const env = await pending;
+  await createBlockVolume(env.metadata, "v", 4 * BLOCK);
+  await writeAndClose(env, "v", 4, 1);
+  const file = await openBlockFile(env, "v", { lease: env.lease });
+  const expected = new Uint8Array(4 * BLOCK).fill(1);
+  const write = async (fill: number, at: number, length: number) => {
+    await file.writeAt(new Uint8Array(length).fill(fill), at);
+    expected.fill(fill, at, at + length);
+  };
+  await write(2, 100, 10); // opens the session: the waiting way
+  store.writes = store.writesNow = 0;
+  await write(3, BLOCK + 5, 20); // a copy of a committed block
+  await write(4, BLOCK + 4000, 200); // two blocks: in place, and a copy of the next
+  await write(5, 2 * BLOCK - 10, 20); // the same two, both in place
+  assert.deepEqual([store.writesNow, store.writes], [5, 0], "all at once");
+  store.refuseWritesNow = true;
+  await write(6, 3 * BLOCK + 1, 1);
+  assert.deepEqual(
+    [store.writesNow, store.writes],
+    [6, 1],
+    "refused at once: written the waiting way",
+  );
+  store.refuseWritesNow = false;
+  // A read in progress (waiting for the store) holds its block: a write there waits for it.
+  store.refuseNow = true;
+  let openRead!: () => void;
+  store.readGate = new Promise((resolve) => openRead = resolve);
+  const reading = file.readAt(0, BLOCK);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  let written = false;
+  const writing = write(7, 50, 10).then(() => written = true);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(written, false, "the write waits for the read that holds the block");
+  store.readGate = null;
+  openRead();
+  const before = await reading;
+  await writing;
+  assert.equal(before[55], 1, "the read saw the block as it was before the write");
+  store.refuseNow = false;
+  assert.deepEqual(await file.readAt(0, 4 * BLOCK), expected);
+  await file.close();
+  const again = await openBlockFile(env, "v", { readOnly: true });
+  assert.deepEqual(await again.readAt(0, 4 * BLOCK), expected, "committed");
+  await again.close();
 });

@@ -112,6 +112,11 @@ export class KeyedRwLock {
     return this.#locks.get(key)?.readableNow ?? true;
   }
 
+  /** Whether nobody holds or waits for the lock of `key`: a writer could enter at once. */
+  idle(key: number): boolean {
+    return this.#locks.get(key)?.idle ?? true;
+  }
+
   /** Keys with a holder or a waiter (bounded by the requests in flight). */
   get size(): number {
     return this.#locks.size;

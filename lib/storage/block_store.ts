@@ -125,6 +125,20 @@ export interface BlockStore {
     expectDigest?: number,
   ): Promise<Uint32Array>;
   /**
+   * {@linkcode writeBlockRange} without waiting, for stores that can (the
+   * file and memory stores): the same result, or null, with nothing changed,
+   * when the write would have to wait for a write in flight or the block is
+   * not stored ({@linkcode writeBlockRange} then says why).
+   *
+   * @throws the errors of {@linkcode writeBlockRange}, other than `BlockNotFoundError`.
+   */
+  writeBlockRangeNow?(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null;
+  /**
    * Copy-on-write: stores `ref` as a copy of the stored block `source` with
    * `data` written at `offsetBytes` (`data` may be empty), and returns the new
    * block's sector CRCs. The file layer uses it for the first small write of a
@@ -147,6 +161,20 @@ export interface BlockStore {
     data: Uint8Array,
     expectDigest?: number,
   ): Promise<Uint32Array>;
+  /**
+   * {@linkcode copyBlock} without waiting, as {@linkcode writeBlockRangeNow}
+   * is to {@linkcode writeBlockRange}: null, with nothing changed, when
+   * `source` is not stored or a write of `source` or `ref` is in flight.
+   *
+   * @throws the errors of {@linkcode copyBlock}, other than `BlockNotFoundError`.
+   */
+  copyBlockNow?(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null;
   /** Deletes a block; returns whether it was stored. */
   deleteBlock(ref: BlockRef): Promise<boolean>;
   /** A snapshot of the refs stored now. */

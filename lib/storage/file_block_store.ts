@@ -1562,7 +1562,30 @@ export class FileBlockStore implements BlockStore {
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
     for (let w = this.#inFlightWrite(ref); w; w = this.#inFlightWrite(ref)) await w;
     this.#checkOpen("write");
-    const entry = this.#get(ref, "write");
+    return this.#writeRange(this.#get(ref, "write"), offsetBytes, data, expectDigest);
+  }
+
+  writeBlockRangeNow(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    if (this.#closed) return null;
+    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    if (this.#inFlightWrite(ref) !== undefined) return null;
+    const entry = this.#entries.get(ref.key());
+    return entry === undefined ? null : this.#writeRange(entry, offsetBytes, data, expectDigest);
+  }
+
+  /** The body of {@linkcode writeBlockRange}, once no write of the block is in flight. */
+  #writeRange(
+    entry: Entry,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest: number | undefined,
+  ): Uint32Array {
+    const ref = entry.ref;
     const crcsAt = entry.slot * this.#sectorsPerBlock;
     if (
       expectDigest !== undefined &&
@@ -1649,7 +1672,33 @@ export class FileBlockStore implements BlockStore {
       await w;
     }
     this.#checkOpen("write");
-    const from = this.#get(source, "copy");
+    return this.#copy(this.#get(source, "copy"), ref, offsetBytes, data, expectDigest);
+  }
+
+  copyBlockNow(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    if (this.#closed) return null;
+    checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
+    if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
+    if (this.#inFlightWrite(source, ref) !== undefined) return null;
+    const from = this.#entries.get(source.key());
+    return from === undefined ? null : this.#copy(from, ref, offsetBytes, data, expectDigest);
+  }
+
+  /** The body of {@linkcode copyBlock}, once no write of either block is in flight. */
+  #copy(
+    from: Entry,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest: number | undefined,
+  ): Uint32Array {
+    const source = from.ref;
     const sectors = this.#sectorsPerBlock;
     const fromCrcsAt = from.slot * sectors;
     if (

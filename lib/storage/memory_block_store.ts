@@ -108,6 +108,25 @@ export class MemoryBlockStore implements BlockStore {
     expectDigest?: number,
   ): Promise<Uint32Array> {
     this.#checkOpen();
+    return this.#writeRange(ref, offsetBytes, data, expectDigest);
+  }
+
+  writeBlockRangeNow(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    if (this.#closed || !this.#blocks.has(ref.key())) return null;
+    return this.#writeRange(ref, offsetBytes, data, expectDigest);
+  }
+
+  #writeRange(
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array {
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
     const stored = this.#get(ref);
     if (expectDigest !== undefined && blockDigest(stored.crcs) !== expectDigest) {
@@ -125,6 +144,27 @@ export class MemoryBlockStore implements BlockStore {
     expectDigest?: number,
   ): Promise<Uint32Array> {
     this.#checkOpen();
+    return this.#copy(source, ref, offsetBytes, data, expectDigest);
+  }
+
+  copyBlockNow(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array | null {
+    if (this.#closed || !this.#blocks.has(source.key())) return null;
+    return this.#copy(source, ref, offsetBytes, data, expectDigest);
+  }
+
+  #copy(
+    source: BlockRef,
+    ref: BlockRef,
+    offsetBytes: number,
+    data: Uint8Array,
+    expectDigest?: number,
+  ): Uint32Array {
     checkRange(this.blockSizeBytes, { offsetBytes, lengthBytes: data.length });
     if (source.equals(ref)) throw new RangeError(`Cannot copy ${ref} onto itself`);
     const from = this.#get(source);
