@@ -65,6 +65,17 @@ export interface FileOptions {
 /** Where {@linkcode File.seek} counts from. */
 export type Whence = "start" | "current" | "end";
 
+/** The part of a read or write that falls in one block. */
+interface Piece {
+  /** The block's index in the file. */
+  index: number;
+  /** Where the part starts in the block. */
+  offsetBytes: number;
+  lengthBytes: number;
+  /** Where the part starts in the caller's buffer. */
+  targetOffset: number;
+}
+
 /** An open volume. */
 export class File {
   readonly volume: VolumeInfo;
@@ -146,10 +157,11 @@ export class File {
       throw new RangeError(`Cannot read ${lengthBytes} bytes into a buffer of ${into.length}`);
     }
     const result = into ?? new Uint8Array(lengthBytes);
-    if (this.#readNow(offsetBytes, lengthBytes, result)) return result;
+    const rest = this.#readNow(this.#pieces(offsetBytes, lengthBytes), result);
+    if (rest.length === 0) return result;
     await this.#io.with(false, async () => {
       await Promise.all(
-        this.#pieces(offsetBytes, lengthBytes).map((piece) =>
+        rest.map((piece) =>
           this.#blocks.with(piece.index, false, async () => {
             await this.#blockset.read(
               piece.index,
@@ -164,23 +176,20 @@ export class File {
   }
 
   /**
-   * {@linkcode File.readAt} without waiting, when no writer holds or waits
-   * for the file or a block it touches and every block can be read at once
-   * (from the page cache): true when `result` holds the bytes. Done in one
-   * synchronous run, it needs no lock: nothing can change in between. A
-   * false after some pieces were read leaves `result` for `readAt()` to
-   * fill again.
+   * Reads into `result`, without waiting, the pieces that need no wait: no
+   * writer holds or waits for the file or the piece's block, and the block
+   * can be read at once (from the page cache). Returns the other pieces, for
+   * {@linkcode File.readAt} to read the waiting way. Done in one synchronous
+   * run, it needs no lock: nothing can change in between.
    */
-  #readNow(offsetBytes: number, lengthBytes: number, result: Uint8Array): boolean {
-    if (!this.#io.readableNow) return false;
-    const pieces = this.#pieces(offsetBytes, lengthBytes);
-    for (const piece of pieces) if (!this.#blocks.readableNow(piece.index)) return false;
-    for (const piece of pieces) {
+  #readNow(pieces: Piece[], result: Uint8Array): Piece[] {
+    if (!this.#io.readableNow) return pieces;
+    return pieces.filter((piece) => {
+      if (!this.#blocks.readableNow(piece.index)) return true;
       const range = { offsetBytes: piece.offsetBytes, lengthBytes: piece.lengthBytes };
       const target = result.subarray(piece.targetOffset, piece.targetOffset + piece.lengthBytes);
-      if (!this.#blockset.readNow(piece.index, range, target)) return false;
-    }
-    return true;
+      return !this.#blockset.readNow(piece.index, range, target);
+    });
   }
 
   /**
@@ -227,7 +236,8 @@ export class File {
    * `OutOfSpaceError` is left to `writeAt()` too, which makes room.
    */
   #writeNow(data: Uint8Array, offsetBytes: number): boolean {
-    if (this.#session === null || this.#blockset.session === null) return false;
+    // Set once the session's INode is allocated, cleared by the commit.
+    if (this.#blockset.session === null) return false;
     if (!this.#io.readableNow) return false;
     const pieces = this.#pieces(offsetBytes, data.length);
     for (const piece of pieces) {
@@ -475,14 +485,9 @@ export class File {
     return this.#session;
   }
 
-  #pieces(offsetBytes: number, lengthBytes: number) {
+  #pieces(offsetBytes: number, lengthBytes: number): Piece[] {
     const block = this.blockSizeBytes;
-    const pieces: {
-      index: number;
-      offsetBytes: number;
-      lengthBytes: number;
-      targetOffset: number;
-    }[] = [];
+    const pieces: Piece[] = [];
     let position = offsetBytes;
     const end = offsetBytes + lengthBytes;
     while (position < end) {

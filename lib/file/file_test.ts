@@ -84,6 +84,8 @@ class ProbedStore extends MemoryBlockStore {
   reads = 0;
   readsNow = 0;
   refuseNow = false;
+  /** readBlockNow() calls to refuse from now on, whatever refuseNow says. */
+  refuseNextNow = 0;
   /** Calls of writeBlockRange() and copyBlock(), and of their `Now` forms. */
   writes = 0;
   writesNow = 0;
@@ -135,6 +137,10 @@ class ProbedStore extends MemoryBlockStore {
 
   override readBlockNow(ref: BlockRef, range: BlockRange, into: Uint8Array): BlockRead | null {
     this.readsNow++;
+    if (this.refuseNextNow > 0) {
+      this.refuseNextNow--;
+      return null;
+    }
     return this.refuseNow ? null : super.readBlockNow(ref, range, into);
   }
 
@@ -168,7 +174,12 @@ Deno.test("readAt() serves blocks the store can read at once without waiting, an
   assert.deepEqual([store.readsNow, store.reads], [2, 0]);
   store.refuseNow = true;
   assert.deepEqual(await file.readAt(BLOCK - 10, 20), expected.slice(BLOCK - 10, BLOCK + 10));
-  assert.deepEqual([store.readsNow, store.reads], [3, 2], "refused at once: read and waited for");
+  assert.deepEqual([store.readsNow, store.reads], [4, 2], "refused at once: read and waited for");
+  // Only the pieces that must wait do: block 0 is refused, block 1 read at once.
+  store.refuseNow = false;
+  store.refuseNextNow = 1;
+  assert.deepEqual(await file.readAt(BLOCK - 10, 20), expected.slice(BLOCK - 10, BLOCK + 10));
+  assert.deepEqual([store.readsNow, store.reads], [6, 3], "one piece refused and waited for");
   await file.close();
 });
 
