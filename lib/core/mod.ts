@@ -24,7 +24,7 @@ export {
   BUFFER_POOL_HEADROOM_BYTES,
   BufferPool,
 } from "./buffer_pool.ts";
-export { crc32 } from "./crc32.ts";
+export { crc32, crc32Combine, Crc32Combiner } from "./crc32.ts";
 export {
   blockDigest,
   checkNewBlockSize,

@@ -48,7 +48,7 @@
 import { BLOCK_REF_SIZE_BYTES, BlockRef, readU64, writeU64 } from "../core/block_ref.ts";
 import { Slab } from "../core/slab.ts";
 import { assert } from "../assert.ts";
-import { crc32 } from "../core/crc32.ts";
+import { crc32, Crc32Combiner } from "../core/crc32.ts";
 import { blockDigest, sectorSizeBytes } from "../core/sector.ts";
 import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
 import {
@@ -1082,6 +1082,8 @@ export class FileBlockStore implements BlockStore {
   #record: Uint8Array;
   #recordView: DataView;
   #zeroRecord: Uint8Array;
+  /** Combines sector CRCs into the CRC of a run of sectors (reads verify runs with one call). */
+  #combiner: Crc32Combiner;
   /** Where the copies of sector CRCs that reads and writes return are carved from. */
   #crcCopies = new Slab();
 
@@ -1093,6 +1095,7 @@ export class FileBlockStore implements BlockStore {
     this.#sectorSizeBytes = sectorSizeBytes(state.blockSizeBytes);
     this.#sectorsPerBlock = state.blockSizeBytes / this.#sectorSizeBytes;
     this.#recordSizeBytes = indexRecordSizeBytes(state.blockSizeBytes);
+    this.#combiner = Crc32Combiner.of(this.#sectorSizeBytes);
     // Heap sectors are addressed as u32 in the records.
     this.#packedMax =
       state.numDeltas > 0 && state.numSlots * this.#sectorsPerBlock <= HEAP_SECTORS_MAX
@@ -2482,10 +2485,17 @@ export class FileBlockStore implements BlockStore {
     }
   }
 
-  /** Verifies `bytes`, whole sectors of `entry`'s block from sector `first` on. */
+  /**
+   * Verifies `bytes`, whole sectors of `entry`'s block from sector `first`
+   * on: one CRC-32 over all of them against their stored CRCs combined
+   * (`Crc32Combiner`), and sector by sector only to name a failing one.
+   */
   #verifySectors(entry: Entry, first: number, bytes: Uint8Array): void {
     const sector = this.#sectorSizeBytes;
-    for (let i = 0; i < bytes.length / sector; i++) {
+    const count = bytes.length / sector;
+    const at = entry.slot * this.#sectorsPerBlock + first;
+    if (count > 1 && crc32(bytes) === this.#combiner.combineAll(this.#crcs, at, count)) return;
+    for (let i = 0; i < count; i++) {
       this.#verifySector(entry, first + i, bytes.subarray(i * sector, (i + 1) * sector));
     }
   }
