@@ -28,6 +28,7 @@ export { crc32, crc32Combine, Crc32Combiner } from "./crc32.ts";
 export {
   blockDigest,
   checkNewBlockSize,
+  firstBadSector,
   paddedSectorCrcs,
   sectorCrcs,
   sectorSizeBytes,

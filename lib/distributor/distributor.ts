@@ -69,8 +69,13 @@
  */
 import type { Clock } from "../clock.ts";
 import type { BlockRef } from "../core/block_ref.ts";
-import { crc32 } from "../core/crc32.ts";
-import { blockDigest, paddedSectorCrcs, sectorSizeBytes, sectorsPerBlock } from "../core/sector.ts";
+import {
+  blockDigest,
+  firstBadSector,
+  paddedSectorCrcs,
+  sectorSizeBytes,
+  sectorsPerBlock,
+} from "../core/sector.ts";
 import {
   BlockCorruptError,
   BlockNotFoundError,
@@ -618,11 +623,11 @@ export class Distributor implements BlockStore {
       const sector = sectorSizeBytes(this.blockSizeBytes);
       const first = Math.ceil(range.offsetBytes / sector);
       const end = Math.floor((range.offsetBytes + range.lengthBytes) / sector);
-      for (let i = first; i < end; i++) {
-        const start = i * sector - range.offsetBytes;
-        if (crc32(read.data.subarray(start, start + sector)) !== read.sectorCrcs[i]) {
-          return `sector ${i} of the reply fails its checksum`;
-        }
+      if (end > first) {
+        const start = first * sector - range.offsetBytes;
+        const whole = read.data.subarray(start, start + (end - first) * sector);
+        const bad = firstBadSector(whole, sector, read.sectorCrcs, first);
+        if (bad >= 0) return `sector ${bad} of the reply fails its checksum`;
       }
     }
     return undefined;

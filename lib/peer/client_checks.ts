@@ -11,7 +11,7 @@
  */
 import type { BlockRef } from "../core/block_ref.ts";
 import { crc32 } from "../core/crc32.ts";
-import { sectorSizeBytes } from "../core/sector.ts";
+import { firstBadSector, sectorSizeBytes } from "../core/sector.ts";
 import { BlockCorruptError } from "../errors.ts";
 import { type BlockRange, type BlockRead, checkRange } from "../storage/block_store.ts";
 import { sectorAligned } from "./frame.ts";
@@ -103,12 +103,9 @@ export function verifyRead(
 ): BlockRead {
   const sector = sectorSizeBytes(blockSizeBytes);
   const first = aligned.offsetBytes / sector;
-  for (let i = 0; i * sector < data.length; i++) {
-    if (crc32(data.subarray(i * sector, (i + 1) * sector)) !== sectorCrcs[first + i]) {
-      throw new BlockCorruptError(
-        `${address}: sector ${first + i} of ${ref} does not match its checksum`,
-      );
-    }
+  const bad = firstBadSector(data, sector, sectorCrcs, first);
+  if (bad >= 0) {
+    throw new BlockCorruptError(`${address}: sector ${bad} of ${ref} does not match its checksum`);
   }
   const start = wanted.offsetBytes - aligned.offsetBytes;
   return {

@@ -48,8 +48,8 @@
 import { BLOCK_REF_SIZE_BYTES, BlockRef, readU64, writeU64 } from "../core/block_ref.ts";
 import { Slab } from "../core/slab.ts";
 import { assert } from "../assert.ts";
-import { crc32, Crc32Combiner } from "../core/crc32.ts";
-import { blockDigest, sectorSizeBytes } from "../core/sector.ts";
+import { crc32 } from "../core/crc32.ts";
+import { blockDigest, firstBadSector, sectorSizeBytes } from "../core/sector.ts";
 import { BLOCK_SIZE_BYTES_MAX, BLOCK_SIZE_BYTES_MIN } from "../constants.ts";
 import {
   BlockCorruptError,
@@ -1082,8 +1082,6 @@ export class FileBlockStore implements BlockStore {
   #record: Uint8Array;
   #recordView: DataView;
   #zeroRecord: Uint8Array;
-  /** Combines sector CRCs into the CRC of a run of sectors (reads verify runs with one call). */
-  #combiner: Crc32Combiner;
   /** Where the copies of sector CRCs that reads and writes return are carved from. */
   #crcCopies = new Slab();
 
@@ -1095,7 +1093,6 @@ export class FileBlockStore implements BlockStore {
     this.#sectorSizeBytes = sectorSizeBytes(state.blockSizeBytes);
     this.#sectorsPerBlock = state.blockSizeBytes / this.#sectorSizeBytes;
     this.#recordSizeBytes = indexRecordSizeBytes(state.blockSizeBytes);
-    this.#combiner = Crc32Combiner.of(this.#sectorSizeBytes);
     // Heap sectors are addressed as u32 in the records.
     this.#packedMax =
       state.numDeltas > 0 && state.numSlots * this.#sectorsPerBlock <= HEAP_SECTORS_MAX
@@ -2491,12 +2488,16 @@ export class FileBlockStore implements BlockStore {
    * (`Crc32Combiner`), and sector by sector only to name a failing one.
    */
   #verifySectors(entry: Entry, first: number, bytes: Uint8Array): void {
-    const sector = this.#sectorSizeBytes;
-    const count = bytes.length / sector;
-    const at = entry.slot * this.#sectorsPerBlock + first;
-    if (count > 1 && crc32(bytes) === this.#combiner.combineAll(this.#crcs, at, count)) return;
-    for (let i = 0; i < count; i++) {
-      this.#verifySector(entry, first + i, bytes.subarray(i * sector, (i + 1) * sector));
+    const sectors = this.#sectorsPerBlock;
+    const at = entry.slot * sectors;
+    const bad = firstBadSector(
+      bytes,
+      this.#sectorSizeBytes,
+      this.#crcs.subarray(at, at + sectors),
+      first,
+    );
+    if (bad >= 0) {
+      throw new BlockCorruptError(`Cannot read ${entry.ref}: sector ${bad} fails its checksum`);
     }
   }
 
