@@ -112,8 +112,9 @@ export function firstBadSector(
   first: number,
 ): number {
   const count = data.length / sectorBytes;
-  assert(Number.isInteger(count), `${data.length} bytes are not whole sectors of ${sectorBytes}`);
-  assert(Number.isSafeInteger(first) && first >= 0, `bad first sector ${first}`);
+  // Constant messages: this runs for every read, and a template would be built each time.
+  assert(Number.isInteger(count), "firstBadSector: the data is not whole sectors");
+  assert(Number.isSafeInteger(first) && first >= 0, "firstBadSector: bad first sector");
   // A sector with no CRC in `crcs` (a short reply from a peer) fails.
   const checkable = Math.max(0, Math.min(count, crcs.length - first));
   if (
