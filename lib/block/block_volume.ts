@@ -12,7 +12,7 @@
 import { INodeRef } from "../core/block_ref.ts";
 import { Blockset } from "../blockset/blockset.ts";
 import { parseBlockSpec } from "../blockset/spec.ts";
-import { File } from "../file/file.ts";
+import { File, type ReclaimReason } from "../file/file.ts";
 import type { INodeRecord, INodeStore } from "../inode/inode_store.ts";
 import type {
   Lease,
@@ -33,7 +33,7 @@ export interface VolumeContext {
    * Garbage collection for writers that find the store full (see
    * `FileOptions.reclaimSpace`); without it such writes fail with `OutOfSpaceError`.
    */
-  reclaimSpace?: () => Promise<void>;
+  reclaimSpace?: (reason: ReclaimReason) => Promise<void>;
 }
 
 /** How to open a volume. */

@@ -10,12 +10,15 @@ import { ioThreadStats } from "../storage/io_thread.ts";
 import type { MetadataService } from "../metadata/metadata_service.ts";
 import type { NbdServer } from "../nbd/server.ts";
 import type { BlockStore } from "../storage/block_store.ts";
+import { GC_TRIGGERS, type GcStatsSnapshot } from "./gc_stats.ts";
 
 /** What the endpoint reports on. */
 export interface StatusSources {
   store: BlockStore;
   metadata: MetadataService;
   nbd: () => NbdServer | null;
+  /** The daemon's garbage collections so far; absent when it runs none. */
+  gc?: () => GcStatsSnapshot;
 }
 
 /** Status requests are rare: close each connection so shutdown never waits on an idle one. */
@@ -46,6 +49,8 @@ export function renderMetrics(sources: StatusSources): string {
     "# TYPE torus_storage_io_thread_bytes_total counter",
     `torus_storage_io_thread_bytes_total ${ioThreadStats.bytes}`,
   );
+  const gc = sources.gc?.();
+  if (gc) renderGc(lines, gc);
   const nbd = sources.nbd();
   if (nbd) {
     const stats = nbd.stats();
@@ -54,6 +59,50 @@ export function renderMetrics(sources: StatusSources): string {
     gauge("torus_nbd_buffered_bytes", "Bytes held for NBD requests.", stats.bufferedBytes);
   }
   return lines.join("\n") + "\n";
+}
+
+/** Appends the garbage-collection metrics: per trigger, and the totals. */
+function renderGc(lines: string[], gc: GcStatsSnapshot): void {
+  const perTrigger = (
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    value: (trigger: (typeof GC_TRIGGERS)[number]) => number,
+  ) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const trigger of GC_TRIGGERS) {
+      lines.push(`${name}{trigger="${trigger}"} ${value(trigger)}`);
+    }
+  };
+  perTrigger(
+    "torus_gc_runs_total",
+    "counter",
+    "Garbage collections finished, by trigger (full: a write found the store full and waited).",
+    (trigger) => gc.byTrigger[trigger].runs,
+  );
+  perTrigger(
+    "torus_gc_seconds_total",
+    "counter",
+    "Time garbage collections took.",
+    (trigger) => gc.byTrigger[trigger].totalMs / 1000,
+  );
+  perTrigger(
+    "torus_gc_max_seconds",
+    "gauge",
+    "The longest garbage collection so far.",
+    (trigger) => gc.byTrigger[trigger].maxMs / 1000,
+  );
+  lines.push(
+    "# HELP torus_gc_deleted_blocks_total Blocks garbage collection deleted.",
+    "# TYPE torus_gc_deleted_blocks_total counter",
+    `torus_gc_deleted_blocks_total ${gc.deletedBlocks}`,
+    "# HELP torus_gc_skipped_total Garbage collections skipped: the metadata was unavailable.",
+    "# TYPE torus_gc_skipped_total counter",
+    `torus_gc_skipped_total ${gc.skipped}`,
+    "# HELP torus_gc_failed_total Garbage collections that failed.",
+    "# TYPE torus_gc_failed_total counter",
+    `torus_gc_failed_total ${gc.failed}`,
+  );
 }
 
 /** Serves `/healthz` and `/metrics` on `hostname:port`. */

@@ -6,11 +6,20 @@
  *   cluster, serves its volumes over NBD, and runs garbage collection.
  * - `nbd_serve.ts`: {@linkcode NbdServe}, `torusblk nbdserve`.
  * - `http_status.ts`: `/healthz` and Prometheus `/metrics`.
+ * - `gc_stats.ts`: {@linkcode GcStats}, what garbage collections cost, for `/metrics`.
  * - `malloc_tuning.ts`: {@linkcode MallocTuning}, the daemons' cap on glibc's
  *   heap arenas and periodic `malloc_trim`.
  *
  * @module
  */
+export {
+  GC_TRIGGERS,
+  type GcOutcome,
+  GcStats,
+  type GcStatsSnapshot,
+  type GcTrigger,
+  type GcTriggerTotals,
+} from "./gc_stats.ts";
 export { renderMetrics, serveStatus, type StatusSources } from "./http_status.ts";
 export {
   MALLOC_ARENAS_MAX,

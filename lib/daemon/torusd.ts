@@ -20,6 +20,7 @@ import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
 import { MallocTuning } from "./malloc_tuning.ts";
+import { type GcOutcome, GcStats, type GcStatsSnapshot, type GcTrigger } from "./gc_stats.ts";
 
 /** The NBD port when an address names none. */
 export const NBD_PORT_DEFAULT = 10809;
@@ -101,6 +102,7 @@ export class Torusd {
   #options: TorusdOptions;
   #gcTimer = 0;
   #gcRunning: Promise<void> | null = null;
+  #gcStats = new GcStats();
   #closed = false;
   #nbd: NbdServer | null = null;
   #exports: VolumeExports | null = null;
@@ -156,7 +158,7 @@ export class Torusd {
       }
       const volumes = await node.volumes(options.size);
       const daemon = new Torusd(node, volumes, options);
-      volumes.reclaimSpace = () => daemon.collectGarbage();
+      volumes.reclaimSpace = (reason) => daemon.collectGarbage(reason);
       options.logger.log(
         "info",
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
@@ -258,6 +260,7 @@ export class Torusd {
           : this.volumes.store,
         metadata: this.node.metadata,
         nbd: () => this.#nbd,
+        gc: () => this.#gcStats.snapshot(),
       },
       hostname,
       port,
@@ -278,19 +281,40 @@ export class Torusd {
     });
   }
 
-  /** Runs one garbage collection now. */
-  async collectGarbage(): Promise<void> {
+  /**
+   * Runs one garbage collection now and counts it in {@linkcode Torusd.gcStats}
+   * under `trigger`: `"interval"` (the default) for the periodic one, or why a
+   * volume asked for it (`"full"`: a write found the store full and waits).
+   */
+  async collectGarbage(trigger: GcTrigger = "interval"): Promise<void> {
+    const clock = this.#options.clock;
+    const logger = this.#options.logger;
+    const startMs = clock.nowMs();
+    let outcome: GcOutcome = { kind: "failed" };
     try {
       const result = this.node instanceof ClusterNode
         ? await this.node.collectGarbage()
         : await collectGarbage(this.volumes);
-      if (!result.ran) this.#options.logger.log("warn", "gc skipped: metadata unavailable");
-      else if (result.deletedBlocks > 0) {
-        this.#options.logger.log("info", `gc deleted ${result.deletedBlocks} blocks`);
+      const ms = clock.nowMs() - startMs;
+      if (!result.ran) {
+        outcome = { kind: "skipped" };
+        logger.log("warn", "gc skipped: metadata unavailable");
+      } else {
+        outcome = { kind: "ran", deletedBlocks: result.deletedBlocks };
+        if (result.deletedBlocks > 0) {
+          logger.log("info", `gc (${trigger}) deleted ${result.deletedBlocks} blocks in ${ms} ms`);
+        }
       }
     } catch (error) {
-      this.#options.logger.log("error", `gc failed: ${(error as Error).message}`);
+      logger.log("error", `gc failed: ${(error as Error).message}`);
+    } finally {
+      this.#gcStats.record(trigger, clock.nowMs() - startMs, outcome);
     }
+  }
+
+  /** What this daemon's garbage collections cost so far (`/metrics` reports it). */
+  get gcStats(): GcStatsSnapshot {
+    return this.#gcStats.snapshot();
   }
 
   /** Stops timers, flushes and closes everything. */

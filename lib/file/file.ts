@@ -37,6 +37,13 @@ const INODE_GROWTH_MARGIN_BYTES = 64;
  */
 const RECLAIM_ATTEMPTS_MAX = 4;
 
+/**
+ * Why a {@linkcode File} asks for a collection (`FileOptions.reclaimSpace`):
+ * `"full"` when a write found the store full and waits for it, `"close"` when
+ * the file is closed after committing.
+ */
+export type ReclaimReason = "full" | "close";
+
 /** What a {@linkcode File} is opened with. */
 export interface FileOptions {
   volume: VolumeInfo;
@@ -58,8 +65,10 @@ export interface FileOptions {
    *   anything since its last call: blocks that commits replaced (copies made
    *   on write keep their originals alive) are freed while the volume is not
    *   in use, not under the next writer.
+   *
+   * It is told which of the two it is, for accounting.
    */
-  reclaimSpace?: () => Promise<void>;
+  reclaimSpace?: (reason: ReclaimReason) => Promise<void>;
 }
 
 /** Where {@linkcode File.seek} counts from. */
@@ -85,7 +94,7 @@ export class File {
   #metadata: MetadataService;
   #lock: LockToken | null;
   #onClose?: () => Promise<void>;
-  #reclaimSpace?: () => Promise<void>;
+  #reclaimSpace?: (reason: ReclaimReason) => Promise<void>;
   #reclaiming: Promise<void> | null = null;
   /** Whether a session was committed since the last reclaim. */
   #committedSinceReclaim = false;
@@ -282,7 +291,7 @@ export class File {
       try {
         await this.sync();
         this.#committedSinceReclaim = false;
-        await this.#reclaimSpace!();
+        await this.#reclaimSpace!("full");
       } finally {
         this.#reclaiming = null;
       }
@@ -461,7 +470,7 @@ export class File {
         // Collection frees space, it loses nothing: if it fails, the next
         // one (periodic, or a writer's) collects the same blocks.
         if (this.#committedSinceReclaim && this.#reclaimSpace !== undefined) {
-          await this.#reclaimSpace().catch(() => {});
+          await this.#reclaimSpace("close").catch(() => {});
         }
       }
     } finally {

@@ -9,4 +9,4 @@
  *
  * @module
  */
-export { File, type FileOptions, type Whence } from "./file.ts";
+export { File, type FileOptions, type ReclaimReason, type Whence } from "./file.ts";

@@ -37,6 +37,9 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       assert.match(metrics, /torus_storage_blocks_total\{storage="current"\} 512/);
       assert.match(metrics, /torus_storage_delta_blocks\{storage="current"\} \d+/);
       assert.match(metrics, /torus_nbd_connections 0/);
+      // The store has room: no write waited for a collection.
+      assert.match(metrics, /^torus_gc_runs_total\{trigger="full"\} 0$/m);
+      assert.match(metrics, /^torus_gc_seconds_total\{trigger="close"\} [\d.e-]+$/m);
       const health = await fetch(`http://127.0.0.1:${daemon.httpPort}/healthz`);
       assert.equal(health.status, 200);
       assert.equal(await health.text(), "ok\n");
