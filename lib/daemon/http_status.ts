@@ -24,12 +24,25 @@ export interface StatusSources {
 /** Status requests are rare: close each connection so shutdown never waits on an idle one. */
 const CLOSE = { connection: "close" };
 
+/** Appends one metric of one sample, with its HELP and TYPE lines. */
+function metric(
+  lines: string[],
+  type: "counter" | "gauge",
+  name: string,
+  help: string,
+  value: number,
+  labels = "",
+): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
+}
+
 /** Renders the metrics in the Prometheus text format. */
 export function renderMetrics(sources: StatusSources): string {
   const lines: string[] = [];
-  const gauge = (name: string, help: string, value: number, labels = "") => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
-  };
+  const gauge = (name: string, help: string, value: number, labels = "") =>
+    metric(lines, "gauge", name, help, value, labels);
+  const counter = (name: string, help: string, value: number) =>
+    metric(lines, "counter", name, help, value);
   const storage = `{storage="current"}`;
   gauge("torus_storage_blocks", "Blocks stored.", sources.store.usedBlocks(), storage);
   gauge("torus_storage_blocks_total", "Block capacity.", sources.store.numBlocks(), storage);
@@ -38,16 +51,20 @@ export function renderMetrics(sources: StatusSources): string {
   if (deltas !== undefined) {
     gauge("torus_storage_delta_blocks", "Blocks stored as deltas of another.", deltas, storage);
   }
-  lines.push(
-    "# HELP torus_blockset_crc_failed_blocks Blocks that failed their checksum.",
-    "# TYPE torus_blockset_crc_failed_blocks counter",
-    `torus_blockset_crc_failed_blocks ${crcFailures.count}`,
-    "# HELP torus_storage_io_thread_jobs_total Reads and writes the I/O thread ran.",
-    "# TYPE torus_storage_io_thread_jobs_total counter",
-    `torus_storage_io_thread_jobs_total ${ioThreadStats.jobs}`,
-    "# HELP torus_storage_io_thread_bytes_total Bytes the I/O thread read and wrote.",
-    "# TYPE torus_storage_io_thread_bytes_total counter",
-    `torus_storage_io_thread_bytes_total ${ioThreadStats.bytes}`,
+  counter(
+    "torus_blockset_crc_failed_blocks",
+    "Blocks that failed their checksum.",
+    crcFailures.count,
+  );
+  counter(
+    "torus_storage_io_thread_jobs_total",
+    "Reads and writes the I/O thread ran.",
+    ioThreadStats.jobs,
+  );
+  counter(
+    "torus_storage_io_thread_bytes_total",
+    "Bytes the I/O thread read and wrote.",
+    ioThreadStats.bytes,
   );
   const gc = sources.gc?.();
   if (gc) renderGc(lines, gc);
@@ -92,17 +109,15 @@ function renderGc(lines: string[], gc: GcStatsSnapshot): void {
     "The longest garbage collection so far.",
     (trigger) => gc.byTrigger[trigger].maxMs / 1000,
   );
-  lines.push(
-    "# HELP torus_gc_deleted_blocks_total Blocks garbage collection deleted.",
-    "# TYPE torus_gc_deleted_blocks_total counter",
-    `torus_gc_deleted_blocks_total ${gc.deletedBlocks}`,
-    "# HELP torus_gc_skipped_total Garbage collections skipped: the metadata was unavailable.",
-    "# TYPE torus_gc_skipped_total counter",
-    `torus_gc_skipped_total ${gc.skipped}`,
-    "# HELP torus_gc_failed_total Garbage collections that failed.",
-    "# TYPE torus_gc_failed_total counter",
-    `torus_gc_failed_total ${gc.failed}`,
+  const total = (name: string, help: string, value: number) =>
+    metric(lines, "counter", name, help, value);
+  total("torus_gc_deleted_blocks_total", "Blocks garbage collection deleted.", gc.deletedBlocks);
+  total(
+    "torus_gc_skipped_total",
+    "Garbage collections skipped: the metadata was unavailable.",
+    gc.skipped,
   );
+  total("torus_gc_failed_total", "Garbage collections that failed.", gc.failed);
 }
 
 /** Serves `/healthz` and `/metrics` on `hostname:port`. */
