@@ -138,7 +138,7 @@ export {
 export { Rebalancer, type RebalancerOptions } from "./lib/distributor/rebalancer.ts";
 
 // Files and block volumes.
-export { File, type FileOptions, type Whence } from "./lib/file/file.ts";
+export { File, type FileOptions, type ReclaimReason, type Whence } from "./lib/file/file.ts";
 export {
   createBlockVolume,
   openBlockFile,
