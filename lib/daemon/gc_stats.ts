@@ -44,6 +44,16 @@ export type GcOutcome =
   | { kind: "skipped" }
   | { kind: "failed" };
 
+/** Totals for every trigger, from `totals(trigger)`. */
+function byTrigger(
+  totals: (trigger: GcTrigger) => GcTriggerTotals,
+): Record<GcTrigger, GcTriggerTotals> {
+  return Object.fromEntries(GC_TRIGGERS.map((trigger) => [trigger, totals(trigger)])) as Record<
+    GcTrigger,
+    GcTriggerTotals
+  >;
+}
+
 /**
  * Counts collections. Durations come from the caller's clock, so that a test
  * clock gives exact figures.
@@ -58,11 +68,7 @@ export type GcOutcome =
  * ```
  */
 export class GcStats {
-  #byTrigger: Record<GcTrigger, GcTriggerTotals> = {
-    interval: { runs: 0, totalMs: 0, maxMs: 0 },
-    full: { runs: 0, totalMs: 0, maxMs: 0 },
-    close: { runs: 0, totalMs: 0, maxMs: 0 },
-  };
+  #byTrigger = byTrigger(() => ({ runs: 0, totalMs: 0, maxMs: 0 }));
   #deletedBlocks = 0;
   #skipped = 0;
   #failed = 0;
@@ -84,13 +90,8 @@ export class GcStats {
 
   /** A copy of the counts. */
   snapshot(): GcStatsSnapshot {
-    const copy = (totals: GcTriggerTotals) => ({ ...totals });
     return {
-      byTrigger: {
-        interval: copy(this.#byTrigger.interval),
-        full: copy(this.#byTrigger.full),
-        close: copy(this.#byTrigger.close),
-      },
+      byTrigger: byTrigger((trigger) => ({ ...this.#byTrigger[trigger] })),
       deletedBlocks: this.#deletedBlocks,
       skipped: this.#skipped,
       failed: this.#failed,

@@ -290,25 +290,23 @@ export class Torusd {
     const clock = this.#options.clock;
     const logger = this.#options.logger;
     const startMs = clock.nowMs();
-    let outcome: GcOutcome = { kind: "failed" };
+    let outcome: GcOutcome;
     try {
       const result = this.node instanceof ClusterNode
         ? await this.node.collectGarbage()
         : await collectGarbage(this.volumes);
-      const ms = clock.nowMs() - startMs;
-      if (!result.ran) {
-        outcome = { kind: "skipped" };
-        logger.log("warn", "gc skipped: metadata unavailable");
-      } else {
-        outcome = { kind: "ran", deletedBlocks: result.deletedBlocks };
-        if (result.deletedBlocks > 0) {
-          logger.log("info", `gc (${trigger}) deleted ${result.deletedBlocks} blocks in ${ms} ms`);
-        }
-      }
+      outcome = result.ran
+        ? { kind: "ran", deletedBlocks: result.deletedBlocks }
+        : { kind: "skipped" };
     } catch (error) {
+      outcome = { kind: "failed" };
       logger.log("error", `gc failed: ${(error as Error).message}`);
-    } finally {
-      this.#gcStats.record(trigger, clock.nowMs() - startMs, outcome);
+    }
+    const ms = clock.nowMs() - startMs;
+    this.#gcStats.record(trigger, ms, outcome);
+    if (outcome.kind === "skipped") logger.log("warn", "gc skipped: metadata unavailable");
+    else if (outcome.kind === "ran" && outcome.deletedBlocks > 0) {
+      logger.log("info", `gc (${trigger}) deleted ${outcome.deletedBlocks} blocks in ${ms} ms`);
     }
   }
 
