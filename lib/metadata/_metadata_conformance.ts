@@ -80,6 +80,12 @@ export type OpenMetadataPair = (clock: ManualClock) => Promise<MetadataPair>;
 const START_MS = 1_700_000_000_000;
 /** Lease time to live used by the lock and peer tests. */
 const TTL_MS = 1_000;
+/**
+ * Lease time to live of a test that holds locks through many requests and
+ * never lets time pass, in milliseconds: long enough that a slow etcd (a
+ * loaded CI machine fsyncing every request) cannot expire it mid-test.
+ */
+const HOLD_TTL_MS = 60_000;
 const GLOBAL: GlobalMetadata = { blockSizeBytes: 4096, defaultBlockSpec: "crc,base" };
 const VOLUME_SIZE_BYTES = 1 << 20;
 
@@ -543,7 +549,7 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
   });
 
   test("deleteVolume() of id 2 leaves volumes 20..29 intact", async (a, b) => {
-    const lease = await a.grantLease(TTL_MS);
+    const lease = await a.grantLease(HOLD_TTL_MS);
     const volumes = [];
     for (let index = 1; index <= 30; index++) {
       volumes.push(await a.createVolume(`vol${index}`, VOLUME_SIZE_BYTES));
