@@ -38,6 +38,11 @@ const root: Command = {
           valueName: "HOST:PORT",
         },
         "read-only": { type: "boolean", description: "serve every volume read-only" },
+        http: {
+          type: "string",
+          description: "serve /healthz and /metrics (Prometheus) at this address",
+          valueName: "HOST:PORT",
+        },
         ...ETCD_FLAGS,
         ...DATA_FLAGS,
         debug: { type: "boolean", description: "log every connection" },
@@ -52,6 +57,7 @@ const root: Command = {
           dataDir: String(flags["data-dir"]),
           address: String(flags.listen),
           readOnly: flags["read-only"] === true,
+          httpAddress: flags.http === undefined ? undefined : String(flags.http),
           clock,
           logger,
         });

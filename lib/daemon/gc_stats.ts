@@ -9,7 +9,10 @@
  *
  * @module
  */
+import type { GcResult } from "../block/gc.ts";
+import type { Clock } from "../clock.ts";
 import type { ReclaimReason } from "../file/file.ts";
+import type { Logger } from "../log.ts";
 
 /** Why a collection ran: the timer, or a volume's {@linkcode ReclaimReason}. */
 export type GcTrigger = "interval" | ReclaimReason;
@@ -96,5 +99,37 @@ export class GcStats {
       skipped: this.#skipped,
       failed: this.#failed,
     };
+  }
+}
+
+/**
+ * Runs one collection with `collect`, counts it in `stats` under `trigger`
+ * with its duration by `clock`, and logs what it did: an error or a skip
+ * (metadata unavailable) as such, a collection that deleted blocks with its
+ * trigger and duration. Never rejects: a failed collection is counted and
+ * logged.
+ */
+export async function runCountedCollection(
+  stats: GcStats,
+  trigger: GcTrigger,
+  { clock, logger }: { clock: Clock; logger: Logger },
+  collect: () => Promise<GcResult>,
+): Promise<void> {
+  const startMs = clock.nowMs();
+  let outcome: GcOutcome;
+  try {
+    const result = await collect();
+    outcome = result.ran
+      ? { kind: "ran", deletedBlocks: result.deletedBlocks }
+      : { kind: "skipped" };
+  } catch (error) {
+    outcome = { kind: "failed" };
+    logger.log("error", `gc failed: ${(error as Error).message}`);
+  }
+  const ms = clock.nowMs() - startMs;
+  stats.record(trigger, ms, outcome);
+  if (outcome.kind === "skipped") logger.log("warn", "gc skipped: metadata unavailable");
+  else if (outcome.kind === "ran" && outcome.deletedBlocks > 0) {
+    logger.log("info", `gc (${trigger}) deleted ${outcome.deletedBlocks} blocks in ${ms} ms`);
   }
 }

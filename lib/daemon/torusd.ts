@@ -20,7 +20,7 @@ import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
 import { MallocTuning } from "./malloc_tuning.ts";
-import { type GcOutcome, GcStats, type GcStatsSnapshot, type GcTrigger } from "./gc_stats.ts";
+import { GcStats, type GcStatsSnapshot, type GcTrigger, runCountedCollection } from "./gc_stats.ts";
 
 /** The NBD port when an address names none. */
 export const NBD_PORT_DEFAULT = 10809;
@@ -261,6 +261,7 @@ export class Torusd {
         metadata: this.node.metadata,
         nbd: () => this.#nbd,
         gc: () => this.#gcStats.snapshot(),
+        cluster: this.node instanceof ClusterNode ? this.node.status.bind(this.node) : undefined,
       },
       hostname,
       port,
@@ -287,27 +288,13 @@ export class Torusd {
    * volume asked for it (`"full"`: a write found the store full and waits).
    */
   async collectGarbage(trigger: GcTrigger = "interval"): Promise<void> {
-    const clock = this.#options.clock;
-    const logger = this.#options.logger;
-    const startMs = clock.nowMs();
-    let outcome: GcOutcome;
-    try {
-      const result = this.node instanceof ClusterNode
-        ? await this.node.collectGarbage()
-        : await collectGarbage(this.volumes);
-      outcome = result.ran
-        ? { kind: "ran", deletedBlocks: result.deletedBlocks }
-        : { kind: "skipped" };
-    } catch (error) {
-      outcome = { kind: "failed" };
-      logger.log("error", `gc failed: ${(error as Error).message}`);
-    }
-    const ms = clock.nowMs() - startMs;
-    this.#gcStats.record(trigger, ms, outcome);
-    if (outcome.kind === "skipped") logger.log("warn", "gc skipped: metadata unavailable");
-    else if (outcome.kind === "ran" && outcome.deletedBlocks > 0) {
-      logger.log("info", `gc (${trigger}) deleted ${outcome.deletedBlocks} blocks in ${ms} ms`);
-    }
+    const node = this.node;
+    await runCountedCollection(
+      this.#gcStats,
+      trigger,
+      this.#options,
+      () => node instanceof ClusterNode ? node.collectGarbage() : collectGarbage(this.volumes),
+    );
   }
 
   /** What this daemon's garbage collections cost so far (`/metrics` reports it). */

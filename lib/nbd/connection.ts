@@ -13,6 +13,7 @@ import type { NbdExport, NbdExportProvider } from "./export.ts";
 import { negotiate } from "./handshake.ts";
 import { type NbdLogger, withPeer } from "./log.ts";
 import { SerialWriter } from "./serial_writer.ts";
+import type { NbdCounters } from "./counters.ts";
 import { Transmission, type TransmissionLimits } from "./transmission.ts";
 
 /** What a connection needs from its server. */
@@ -32,6 +33,8 @@ export interface ConnectionContext {
   isShuttingDown(): boolean;
   /** Receives log entries (the connection adds its peer). */
   log: NbdLogger;
+  /** The server's request counters; none when absent. */
+  counters?: NbdCounters;
 }
 
 /** Where a connection is in its life. */
@@ -135,6 +138,7 @@ export class NbdConnection {
         buffers: this.#context.buffers,
         isShuttingDown: this.#context.isShuttingDown,
         log: this.#log,
+        counters: this.#context.counters,
       });
       const end = await this.#transmission.run();
       this.#log({ level: "debug", message: `transmission ended: ${end}` });

@@ -8,6 +8,7 @@ import { BufferPool } from "../core/buffer_pool.ts";
 import { assert } from "../assert.ts";
 import { Budget } from "./budget.ts";
 import { NbdConnection } from "./connection.ts";
+import { NbdCounters, type NbdCountersSnapshot } from "./counters.ts";
 import type { NbdExportProvider } from "./export.ts";
 import { type NbdLogger, silentLogger } from "./log.ts";
 import { NBD_DEFAULT_PORT, NBD_MAX_REQUEST_BYTES } from "./protocol.ts";
@@ -72,6 +73,8 @@ export interface NbdServerOptions {
   logger?: NbdLogger;
   /** Overrides of the default limits. */
   limits?: Partial<NbdServerLimits>;
+  /** The time source of request latencies, in milliseconds. Default `performance.now`. */
+  nowMs?: () => number;
 }
 
 /** A snapshot of the server's load. */
@@ -107,6 +110,7 @@ export class NbdServer {
   #serverBytes: Budget;
   #buffers = new BufferPool(NBD_BUFFER_POOL_RETAIN_BYTES);
   #connections = new Set<NbdConnection>();
+  #counters: NbdCounters;
   #closing = false;
   #closed: Promise<void> | null = null;
   #acceptLoop: Promise<void>;
@@ -126,6 +130,7 @@ export class NbdServer {
       ...options.limits,
     };
     this.#serverBytes = new Budget(this.#limits.serverBufferedBytesMax);
+    this.#counters = new NbdCounters(options.nowMs);
     this.#acceptLoop = this.#accept();
   }
 
@@ -186,6 +191,11 @@ export class NbdServer {
     };
   }
 
+  /** What the server has served since it started (requests, latencies, connections). */
+  counters(): NbdCountersSnapshot {
+    return this.#counters.snapshot();
+  }
+
   /**
    * Stops accepting, lets requests in flight finish (new ones get
    * `ESHUTDOWN`) for up to `closeTimeoutMs`, then closes every connection,
@@ -227,6 +237,7 @@ export class NbdServer {
       }
       const peer = `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`;
       if (this.#closing || this.#connections.size >= this.#limits.connectionsMax) {
+        this.#counters.connectionRefused();
         this.#log({ level: "warn", message: "connection refused: at the limit", peer });
         try {
           conn.close();
@@ -247,7 +258,9 @@ export class NbdServer {
         buffers: this.#buffers,
         isShuttingDown: () => this.#closing,
         log: this.#log,
+        counters: this.#counters,
       });
+      this.#counters.connectionAccepted();
       this.#connections.add(connection);
       void connection.serve().finally(() => {
         this.#connections.delete(connection);

@@ -6,8 +6,11 @@ import type { NbdLogEntry } from "./log.ts";
 import { MemoryExportProvider } from "./memory_export.ts";
 import {
   encodeRequest,
+  NBD_CMD_FLUSH,
   NBD_CMD_READ,
+  NBD_CMD_TRIM,
   NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
   NBD_MAX_REQUEST_BYTES,
   NBD_OPT_ABORT,
   NBD_REP_ACK,
@@ -226,4 +229,56 @@ Deno.test("server: close lets requests in flight finish and closes exports", asy
   assert.deepEqual(opened[0]!.calls, ["read 0+4", "flush"]);
   client.close();
   handshaking.close();
+});
+
+Deno.test("server: counts requests, errors, bytes and latency by command; connections accepted and refused", async () => {
+  // Each request reads the clock twice, at dispatch and once its reply is written: 1 ms apart.
+  let nowMs = 0;
+  const server = NbdServer.listen({
+    provider: new MemoryExportProvider([{ name: "disk", sizeBytes: MiB }]),
+    port: 0,
+    limits: { connectionsMax: 1 },
+    nowMs: () => nowMs++,
+  });
+  const client = await RawClient.connect(server.port);
+  await client.attach("disk");
+  const data = new Uint8Array(4096).fill(7);
+  const replies = [
+    await client.call({ type: NBD_CMD_WRITE, flags: 0, offsetBytes: 0, lengthBytes: 4096 }, data),
+    await client.call({ type: NBD_CMD_READ, flags: 0, offsetBytes: 0, lengthBytes: 4096 }),
+    await client.call({ type: NBD_CMD_READ, flags: 0, offsetBytes: MiB, lengthBytes: 4096 }),
+    await client.call({ type: NBD_CMD_FLUSH, flags: 0, offsetBytes: 0, lengthBytes: 0 }),
+    await client.call({ type: NBD_CMD_TRIM, flags: 0, offsetBytes: 0, lengthBytes: 8192 }),
+    await client.call({ type: NBD_CMD_WRITE_ZEROES, flags: 0, offsetBytes: 0, lengthBytes: 512 }),
+  ];
+  assert.deepEqual(replies.map((reply) => reply.errno !== 0), [
+    false,
+    false,
+    true,
+    false,
+    false,
+    false,
+  ]);
+  const refused = await RawClient.connect(server.port);
+  assert.equal(await refused.closedByServer(), true);
+  const counters = server.counters();
+  const summary = Object.fromEntries(
+    Object.entries(counters.commands).map((
+      [command, c],
+    ) => [command, [c.requests, c.errors, c.bytes]]),
+  );
+  assert.deepEqual(summary, {
+    read: [2, 1, 4096],
+    write: [1, 0, 4096],
+    flush: [1, 0, 0],
+    trim: [1, 0, 8192],
+    write_zeroes: [1, 0, 512],
+  });
+  assert.equal(counters.commands.read.seconds, 0.002);
+  assert.equal(counters.commands.read.buckets[5], 2, "1 ms is above 0.8 ms and within 1.6 ms");
+  assert.equal(counters.connectionsAccepted, 1);
+  assert.equal(counters.connectionsRefused, 1);
+  client.close();
+  refused.close();
+  await server.close();
 });

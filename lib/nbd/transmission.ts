@@ -41,6 +41,7 @@ import {
   type RequestRejection,
 } from "./protocol.ts";
 import type { SerialWriter } from "./serial_writer.ts";
+import type { NbdCounters } from "./counters.ts";
 import { BUFFER_POOL_HEADROOM_BYTES, type BufferPool } from "../core/buffer_pool.ts";
 import { Slab } from "../core/slab.ts";
 
@@ -95,6 +96,8 @@ export interface TransmissionContext {
    * connections; without it every request allocates its own.
    */
   buffers?: BufferPool;
+  /** Counts every answered request, with its latency; none when absent. */
+  counters?: NbdCounters;
 }
 
 /** Why the request loop ended. */
@@ -312,7 +315,9 @@ export class Transmission {
     payload: Uint8Array | null,
     rejection: RequestRejection | null,
   ): Promise<void> {
-    const { writer, log } = this.#context;
+    const { writer, log, counters } = this.#context;
+    const startMs = counters?.nowMs() ?? 0;
+    let ok = rejection === null;
     let parts: Uint8Array[];
     /** A pooled reply buffer, given back once the reply is written. */
     const held: Uint8Array[] = [];
@@ -324,6 +329,7 @@ export class Transmission {
         parts = await this.#perform(request, payload, held);
       } catch (error) {
         const errno = errnoForError(error); // rethrows AssertionError
+        ok = false;
         const message = `${
           commandName(request.type)
         } at ${request.offsetBytes}+${request.lengthBytes}: ${errorMessage(error)}`;
@@ -339,6 +345,7 @@ export class Transmission {
       // The client went away; nothing more to tell it.
     } finally {
       for (const bytes of held) this.#give(bytes);
+      counters?.record(request.type, request.lengthBytes, ok, startMs);
     }
   }
 

@@ -15,7 +15,12 @@ import type { VolumeContext } from "../block/block_volume.ts";
 import { collectGarbage, type GcMarks, type GcResult, markLiveBlocks } from "../block/gc.ts";
 import type { Clock } from "../clock.ts";
 import { LEASE_RENEW_INTERVAL_MS } from "../constants.ts";
-import { Distributor, type ReadLevel, type WriteLevel } from "../distributor/distributor.ts";
+import {
+  Distributor,
+  type DistributorStats,
+  type ReadLevel,
+  type WriteLevel,
+} from "../distributor/distributor.ts";
 import { Rebalancer, type RebalanceStatus } from "../distributor/rebalancer.ts";
 import { AlreadyExistsError, ConflictError, NotInitializedError } from "../errors.ts";
 import { INodeStore } from "../inode/inode_store.ts";
@@ -26,7 +31,7 @@ import type {
   PeerRecord,
   RingRecord,
 } from "../metadata/metadata_service.ts";
-import type { PeerListener, Transport } from "../peer/transport.ts";
+import type { PeerListener, PeerListenerStats, Transport } from "../peer/transport.ts";
 import { createRing, isMutableRing, ringTypeName, unmarshalRing } from "../ring/ring_codec.ts";
 import { type Ring, RingType } from "../ring/ring.ts";
 import type { SizeSpec } from "../size.ts";
@@ -53,6 +58,28 @@ export const REBALANCE_IDLE_PAUSE_MS = 2_000;
 export const AUTO_JOIN_ATTEMPTS_MAX = 32;
 /** The peer protocol version this build speaks, as registered. */
 export const PROTOCOL_VERSION = 1;
+
+/** What a {@linkcode ClusterNode} reports on itself (`/metrics`). */
+export interface ClusterNodeStatus {
+  /** The version of the ring in use. */
+  ringVersion: number;
+  /** Members of the ring in use. */
+  ringMembers: number;
+  /** The ring's replication factor. */
+  replication: number;
+  /** Live peers (storage nodes and clients) as of the last heartbeat. */
+  livePeers: number;
+  /** Heartbeats that registered this process. */
+  heartbeats: number;
+  /** Heartbeats that failed (etcd unreachable, lease lost). */
+  failedHeartbeats: number;
+  /** The distributor's counters. */
+  distributor: DistributorStats;
+  /** The peer listener's load; null on a client or when the transport cannot tell. */
+  peerListener: PeerListenerStats | null;
+  /** The rebalancer's progress; null on a client. */
+  rebalance: RebalanceStatus | null;
+}
 
 /** How to open a {@linkcode ClusterNode}. */
 export interface ClusterNodeOptions {
@@ -100,6 +127,8 @@ export class ClusterNode implements TorusNode {
   #lease: LeaseKeeper | null = null;
   #leaseLost = false;
   #heartbeatTimer = 0;
+  #heartbeats = 0;
+  #failedHeartbeats = 0;
   #heartbeat: Promise<void> | null = null;
   #unwatch: () => void = () => {};
   #rebalancer: Rebalancer | null = null;
@@ -228,6 +257,22 @@ export class ClusterNode implements TorusNode {
     return [...this.#peers.values()];
   }
 
+  /** What this node reports on itself (`/metrics`). */
+  status(): ClusterNodeStatus {
+    const ring = this.distributor.ring;
+    return {
+      ringVersion: ring.version,
+      ringMembers: ring.members().length,
+      replication: ring.replication,
+      livePeers: this.#peers.size,
+      heartbeats: this.#heartbeats,
+      failedHeartbeats: this.#failedHeartbeats,
+      distributor: this.distributor.stats(),
+      peerListener: this.#listener?.stats?.() ?? null,
+      rebalance: this.rebalanceStatus(),
+    };
+  }
+
   /** The rebalancer's progress, or null on a node that does not rebalance. */
   rebalanceStatus(): RebalanceStatus | null {
     return this.#rebalancer?.status() ?? null;
@@ -350,7 +395,10 @@ export class ClusterNode implements TorusNode {
   #scheduleHeartbeat(): void {
     if (this.#closed) return;
     this.#heartbeatTimer = this.#options.clock.setTimer(HEARTBEAT_INTERVAL_MS, () => {
-      this.#heartbeat = this.#beat().catch((error) => {
+      this.#heartbeat = this.#beat().then(() => {
+        this.#heartbeats++;
+      }, (error) => {
+        this.#failedHeartbeats++;
         this.#options.logger.log("warn", `heartbeat failed: ${(error as Error).message}`);
       }).finally(() => {
         this.#heartbeat = null;

@@ -23,7 +23,7 @@ import {
   ServerConnection,
   type ServerConnectionLimits,
 } from "./server_connection.ts";
-import type { PeerListener } from "./transport.ts";
+import type { PeerListener, PeerListenerStats } from "./transport.ts";
 
 const MiB = 1024 * 1024;
 
@@ -83,14 +83,7 @@ export interface PeerServerOptions {
 }
 
 /** A snapshot of the server's load. */
-export interface PeerServerStats {
-  /** Open connections, in any phase. */
-  connections: number;
-  /** Requests in flight over all connections. */
-  requestsInFlight: number;
-  /** Bytes of payloads and replies held over all connections. */
-  bufferedBytes: number;
-}
+export type PeerServerStats = PeerListenerStats;
 
 /**
  * A peer protocol server over TCP.

@@ -48,8 +48,20 @@ export interface PeerClient {
 export interface PeerListener {
   /** The address peers dial, with the actual port (`tdp://127.0.0.1:40123`). */
   readonly address: string;
+  /** Its current load, when it can tell (the TCP server can; `/metrics` reports it). */
+  stats?(): PeerListenerStats;
   /** Stops accepting, closes connections, waits for in-flight requests. */
   close(): Promise<void>;
+}
+
+/** The load of a {@linkcode PeerListener}. */
+export interface PeerListenerStats {
+  /** Open connections, in any phase. */
+  connections: number;
+  /** Requests in flight over all connections. */
+  requestsInFlight: number;
+  /** Bytes of payloads and replies held over all connections. */
+  bufferedBytes: number;
 }
 
 /** Dials peers and serves the local store. */

@@ -65,7 +65,12 @@ export interface ClusterNodeInfo {
   netns?: string;
   /** The root-namespace end of the node's veth pair (cut it to partition the node). */
   hostLink?: string;
+  /** `http://127.0.0.1:<port>` of its `/healthz` and `/metrics` while it runs (not in a netns). */
+  httpUrl?: string;
 }
+
+/** The line torusd and torusblk log once `/metrics` is served; group 1 is the base URL. */
+const HTTP_STATUS_LINE = /HTTP status on (http:\/\/127\.0\.0\.1:\d+)\/metrics/;
 
 /** A `torusblk nbdserve` client of the cluster. */
 export interface NbdClient {
@@ -73,6 +78,8 @@ export interface NbdClient {
   port: number;
   /** `nbd://127.0.0.1:<port>/<name>`. */
   uri(name?: string): string;
+  /** `http://127.0.0.1:<port>` of its `/healthz` and `/metrics`. */
+  httpUrl: string;
 }
 
 /** A row of `torusctl list-peers -o json`. */
@@ -355,16 +362,23 @@ export class TestCluster {
         "--peer-address",
         node.peerAddress,
         "--auto-join",
+        // In a namespace, its loopback cannot be reached from here.
+        ...(node.netns ? [] : ["--http", "127.0.0.1:0"]),
         ...(this.options.nodeArgs ?? []),
       ],
       wrapper: node.netns ? [await requireTool("ip"), "netns", "exec", node.netns] : undefined,
       env: { [MARKER]: this.dir },
       spawned: (pid) => this.#notePid(pid),
-      ready: (log) => allMatch(log, [/node (\S+) of the cluster at .*: serving peers at /]),
+      ready: (log) =>
+        allMatch(log, [
+          /node (\S+) of the cluster at .*: serving peers at /,
+          ...(node.netns ? [] : [HTTP_STATUS_LINE]),
+        ]),
     });
     await this.#checkStillOpen(process);
     node.process = process;
     node.uuid = match[0]![1]!;
+    node.httpUrl = match[1]?.[1];
   }
 
   /** Kills node `index` with SIGKILL (like a crash or a power cut) and waits for it to exit. */
@@ -410,10 +424,10 @@ export class TestCluster {
     this.#checkOpen();
     const { process, match } = await startProcess({
       binary: "torusblk",
-      args: ["nbdserve", ...this.etcdFlags, "-l", "127.0.0.1:0", ...extra],
+      args: ["nbdserve", ...this.etcdFlags, "-l", "127.0.0.1:0", "--http", "127.0.0.1:0", ...extra],
       env: { [MARKER]: this.dir },
       spawned: (pid) => this.#notePid(pid),
-      ready: (log) => allMatch(log, [/NBD on 127\.0\.0\.1:(\d+)/]),
+      ready: (log) => allMatch(log, [/NBD on 127\.0\.0\.1:(\d+)/, HTTP_STATUS_LINE]),
     });
     await this.#checkStillOpen(process);
     const port = Number(match[0]![1]);
@@ -421,6 +435,7 @@ export class TestCluster {
       process,
       port,
       uri: (name = "") => `nbd://127.0.0.1:${port}/${name}`,
+      httpUrl: match[1]![1]!,
     };
     this.clients.push(client);
     return client;

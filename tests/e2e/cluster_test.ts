@@ -52,6 +52,20 @@ function assertOneLineError(result: { code: number; stderr: string }, pattern: R
   assert.match(lines[0]!, pattern);
 }
 
+/** The samples of `baseUrl`'s `/metrics`, by name with labels; fails unless it is healthy. */
+async function metricsOf(baseUrl: string): Promise<Map<string, number>> {
+  const health = await fetch(`${baseUrl}/healthz`);
+  assert.equal(health.status, 200, await health.text());
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
 /** Asserts that the volume reads as `expected` through `uri`, by hashes first. */
 async function assertVolume(
   cluster: TestCluster,
@@ -105,6 +119,16 @@ clusterTest(
     assert.match(ring, /^Version: 4$/m);
     assert.match(ring, /^Replication: 2$/m);
     for (const node of c.nodes) assert.match(ring, new RegExp(`${node.uuid} \\(512 blocks\\)`));
+    // A node's /metrics: the ring it uses, its store, its peer listener and rebalancer.
+    const metrics = await metricsOf(c.nodes[0]!.httpUrl!);
+    assert.equal(metrics.get("torus_ring_version"), 4);
+    assert.equal(metrics.get("torus_ring_members"), 3);
+    assert.equal(metrics.get("torus_ring_replication"), 2);
+    assert.equal(metrics.get('torus_storage_blocks_total{storage="current"}'), 512);
+    for (const name of ["torus_peer_connections", "torus_rebalance_active"]) {
+      assert.ok(metrics.has(name), `${name} in a node's metrics`);
+    }
+    assert.equal(metrics.get("torus_distributor_block_write_failures"), 0);
 
     assertOneLineError(
       await c.torusctl("peer", "add", "tdp://127.0.0.1:1"),
@@ -146,6 +170,19 @@ clusterTest(
     const expected = new Uint8Array(128 * MiB);
     expected.set(await Deno.readFile(source));
     await assertVolume(c, b.uri("v"), expected, "read through the second client");
+    // The clients' /metrics: what they served over NBD and placed on the ring.
+    const written = await metricsOf(a.httpUrl);
+    assert.equal(written.get('torus_nbd_request_bytes_total{command="write"}'), 64 * MiB);
+    assert.equal(written.get("torus_ring_members"), 3);
+    assert.ok(written.get("torus_server_peers_total")! >= 3, "the nodes and this client");
+    // 128 blocks of data, and the INodes of its syncs, every write acknowledged.
+    assert.ok(written.get("torus_distributor_block_writes_total")! >= 128);
+    assert.equal(written.get("torus_distributor_block_write_failures"), 0);
+    assert.ok(!written.has('torus_storage_blocks{storage="current"}'), "a client stores nothing");
+    const read = await metricsOf(b.httpUrl);
+    assert.ok(read.get('torus_nbd_request_bytes_total{command="read"}')! >= 128 * MiB);
+    assert.ok(read.get("torus_distributor_block_peer_blocks")! >= 128, "read from the nodes");
+    assert.equal(read.get("torus_distributor_block_request_failures"), 0);
     // Two copies of every block: about 2 x 64 MiB across the nodes, as their heartbeats report.
     const deadline = Date.now() + 15_000;
     for (;;) {

@@ -40,7 +40,20 @@ async function spawnServer(binary: string, args: string[]) {
   }
 }
 
-Deno.test("torusblk nbdserve: serves a data directory's volumes; read-only mode; refuses while torusd runs", async () => {
+/** The status endpoint's base URL, once the server has logged it. */
+async function httpStatusUrl(log: string[]): Promise<string> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    for (const line of log) {
+      const match = /HTTP status on (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(line);
+      if (match) return match[1]!;
+    }
+    if (Date.now() > deadline) throw new Error(`no HTTP status line in:\n${log.join("\n")}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+Deno.test("torusblk nbdserve: serves a data directory's volumes with /metrics; read-only mode; refuses while torusd runs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "torusblk-" });
   const dataDir = join(dir, "data");
   const dd = ["--data-dir", dataDir];
@@ -49,9 +62,25 @@ Deno.test("torusblk nbdserve: serves a data directory's volumes; read-only mode;
     assert.equal((await run("torusctl", ["volume", "create-block", "v", "8MiB", ...dd])).code, 0);
     const source = await randomFile(dir, "source.bin", 8 * 1024 * 1024);
 
-    let server = await spawnServer("torusblk", ["nbdserve", "-l", "127.0.0.1:0", ...dd]);
+    let server = await spawnServer("torusblk", [
+      "nbdserve",
+      "-l",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      ...dd,
+    ]);
     try {
       await runToolOk("nbdcopy", [source, `nbd://127.0.0.1:${server.port}/v`]);
+      const status = await httpStatusUrl(server.log);
+      const health = await fetch(`${status}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), "ok\n");
+      const metrics = await (await fetch(`${status}/metrics`)).text();
+      assert.match(metrics, /^torus_nbd_request_bytes_total\{command="write"\} 8388608$/m);
+      assert.match(metrics, /^torus_storage_blocks\{storage="current"\} [1-9]\d*$/m);
+      assert.match(metrics, /^torus_gc_runs_total\{trigger="full"\} 0$/m);
+      assert.doesNotMatch(metrics, /torus_ring_version/, "one machine has no ring");
     } finally {
       server.child.kill("SIGTERM");
       assert.equal((await server.child.status).code, 0, server.log.join("\n"));
@@ -82,9 +111,12 @@ Deno.test("torusblk nbdserve: serves a data directory's volumes; read-only mode;
       daemon.child.kill("SIGTERM");
       await daemon.child.status;
     }
-    const bad = await run("torusblk", ["nbdserve", "-l", "nonsense:port", ...dd]);
-    assert.notEqual(bad.code, 0);
-    assert.match(bad.stderr, /Cannot parse address/);
+    for (const flags of [["-l", "nonsense:port"], ["--http", "nonsense:port"]]) {
+      const bad = await run("torusblk", ["nbdserve", ...flags, ...dd]);
+      assert.notEqual(bad.code, 0);
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+      assert.match(bad.stderr, /Cannot parse address/);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -22,7 +22,7 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       assert.equal(created.code, 0, created.stderr);
       const source = await randomFile(dir, "source.bin", 40 * 1024 * 1024);
       const uri = `nbd://127.0.0.1:${daemon.port}/vol1`;
-      await runToolOk("nbdcopy", [source, uri]); // nbdcopy flushes at the end
+      await runToolOk("nbdcopy", ["--flush", source, uri]); // FLUSH once copied
       const info = JSON.parse((await runToolOk("nbdinfo", ["--json", uri])).stdout);
       assert.equal(info.exports[0]["export-size"], 48 * 1024 * 1024);
       assert.equal(info.exports[0]["can_multi_conn"], true);
@@ -37,6 +37,20 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       assert.match(metrics, /torus_storage_blocks_total\{storage="current"\} 512/);
       assert.match(metrics, /torus_storage_delta_blocks\{storage="current"\} \d+/);
       assert.match(metrics, /torus_nbd_connections 0/);
+      // Every byte nbdcopy moved is counted, by command, and nothing failed.
+      const sample = (name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+      assert.equal(sample('torus_nbd_request_bytes_total\\{command="write"\\}'), 40 * 1024 * 1024);
+      // nbdcopy read the whole volume; nbdinfo may probe its first sectors.
+      const readBytes = sample('torus_nbd_request_bytes_total\\{command="read"\\}');
+      assert.ok(readBytes >= 48 * 1024 * 1024 && readBytes <= 49 * 1024 * 1024, `${readBytes}`);
+      assert.ok(sample('torus_nbd_requests_total\\{command="flush"\\}') >= 1);
+      assert.doesNotMatch(metrics, /^torus_nbd_request_errors_total\{[^}]*\} [1-9]/m);
+      assert.match(
+        metrics,
+        /^torus_nbd_request_duration_seconds_bucket\{command="write",le="\+Inf"\} [1-9]\d*$/m,
+      );
+      assert.match(metrics, /^torus_nbd_connections_accepted_total [3-9]$/m);
       // The store has room: no write waited for a collection.
       assert.match(metrics, /^torus_gc_runs_total\{trigger="full"\} 0$/m);
       assert.match(metrics, /^torus_gc_seconds_total\{trigger="close"\} [\d.e-]+$/m);
