@@ -121,6 +121,7 @@ export {
   type PeerCallOptions,
   type PeerClient,
   type PeerListener,
+  type PeerListenerStats,
   TcpTransport,
   type TcpTransportOptions,
   type Transport,
@@ -155,6 +156,7 @@ export { LocalNode, type LocalNodeOptions } from "./lib/node/local_node.ts";
 export {
   ClusterNode,
   type ClusterNodeOptions,
+  type ClusterNodeStatus,
   initializeCluster,
 } from "./lib/node/cluster_node.ts";
 export { VERSION } from "./lib/version.ts";

@@ -12,6 +12,7 @@ import type { MetadataService } from "../metadata/metadata_service.ts";
 import {
   NBD_COUNTED_COMMANDS,
   NBD_LATENCY_BUCKETS_SECONDS,
+  NBD_LATENCY_SAMPLE_EVERY,
   type NbdCommandCounts,
   type NbdCountersSnapshot,
 } from "../nbd/counters.ts";
@@ -126,7 +127,8 @@ function renderNbdCounters(lines: string[], counters: NbdCountersSnapshot): void
   );
   const name = "torus_nbd_request_duration_seconds";
   lines.push(
-    `# HELP ${name} Time from an NBD request's dispatch to its reply written, by command.`,
+    `# HELP ${name} Time from an NBD request's dispatch to its reply written, by command ` +
+      `(one request in ${NBD_LATENCY_SAMPLE_EVERY} is timed).`,
     `# TYPE ${name} histogram`,
   );
   for (const command of NBD_COUNTED_COMMANDS) {
@@ -137,9 +139,9 @@ function renderNbdCounters(lines: string[], counters: NbdCountersSnapshot): void
       lines.push(`${name}_bucket{command="${command}",le="${formatBound(bound)}"} ${cumulative}`);
     });
     lines.push(
-      `${name}_bucket{command="${command}",le="+Inf"} ${counts.requests}`,
+      `${name}_bucket{command="${command}",le="+Inf"} ${counts.timed}`,
       `${name}_sum{command="${command}"} ${counts.seconds}`,
-      `${name}_count{command="${command}"} ${counts.requests}`,
+      `${name}_count{command="${command}"} ${counts.timed}`,
     );
   }
   metric(

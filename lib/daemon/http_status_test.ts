@@ -3,7 +3,7 @@ import { ManualClock } from "../clock.ts";
 import { MemoryMetadata } from "../metadata/memory_metadata.ts";
 import { MemoryBlockStore } from "../storage/memory_block_store.ts";
 import { RawClient } from "../nbd/_raw_client.ts";
-import { NBD_LATENCY_BUCKETS_SECONDS } from "../nbd/counters.ts";
+import { NBD_LATENCY_BUCKETS_SECONDS, NBD_LATENCY_SAMPLE_EVERY } from "../nbd/counters.ts";
 import { MemoryExportProvider } from "../nbd/memory_export.ts";
 import { NBD_CMD_READ, NBD_CMD_WRITE } from "../nbd/protocol.ts";
 import { NbdServer } from "../nbd/server.ts";
@@ -58,7 +58,7 @@ Deno.test("renderMetrics: NBD requests by command, with a cumulative latency his
   const server = NbdServer.listen({
     provider: new MemoryExportProvider([{ name: "disk", sizeBytes: 1 << 20 }]),
     port: 0,
-    nowMs: () => (nowMs += 0.5) - 0.5, // each request takes 0.5 ms
+    nowMs: () => (nowMs += 0.5) - 0.5, // a timed request takes 0.5 ms
   });
   try {
     const client = await RawClient.connect(server.port);
@@ -68,25 +68,27 @@ Deno.test("renderMetrics: NBD requests by command, with a cumulative latency his
       { type: NBD_CMD_WRITE, flags: 0, offsetBytes: 0, lengthBytes: 4096 },
       payload,
     );
-    for (let i = 0; i < 3; i++) {
+    // The first read of every NBD_LATENCY_SAMPLE_EVERY is timed: two of these.
+    for (let i = 0; i < NBD_LATENCY_SAMPLE_EVERY + 1; i++) {
       await client.call({ type: NBD_CMD_READ, flags: 0, offsetBytes: 0, lengthBytes: 4096 });
     }
     await client.call({ type: NBD_CMD_READ, flags: 0, offsetBytes: 1 << 20, lengthBytes: 512 });
     client.close();
     const text = renderMetrics({ ...sources(), nbd: () => server });
-    assert.equal(sample(text, 'torus_nbd_requests_total{command="read"}'), 4);
+    const reads = NBD_LATENCY_SAMPLE_EVERY + 2;
+    assert.equal(sample(text, 'torus_nbd_requests_total{command="read"}'), reads);
     assert.equal(sample(text, 'torus_nbd_request_errors_total{command="read"}'), 1);
-    assert.equal(sample(text, 'torus_nbd_request_bytes_total{command="read"}'), 3 * 4096);
+    assert.equal(sample(text, 'torus_nbd_request_bytes_total{command="read"}'), (reads - 1) * 4096);
     assert.equal(sample(text, 'torus_nbd_requests_total{command="write"}'), 1);
     assert.equal(sample(text, 'torus_nbd_requests_total{command="trim"}'), 0);
     const histogram = "torus_nbd_request_duration_seconds";
     assert.match(text, new RegExp(`^# TYPE ${histogram} histogram$`, "m"));
     // 0.5 ms is above the 0.4 ms bound and within the 0.8 ms one; buckets are cumulative.
     assert.equal(sample(text, `${histogram}_bucket{command="read",le="0.0004"}`), 0);
-    assert.equal(sample(text, `${histogram}_bucket{command="read",le="0.0008"}`), 4);
-    assert.equal(sample(text, `${histogram}_bucket{command="read",le="+Inf"}`), 4);
-    assert.equal(sample(text, `${histogram}_sum{command="read"}`), 0.002);
-    assert.equal(sample(text, `${histogram}_count{command="read"}`), 4);
+    assert.equal(sample(text, `${histogram}_bucket{command="read",le="0.0008"}`), 2);
+    assert.equal(sample(text, `${histogram}_bucket{command="read",le="+Inf"}`), 2);
+    assert.equal(sample(text, `${histogram}_sum{command="read"}`), 0.001);
+    assert.equal(sample(text, `${histogram}_count{command="read"}`), 2);
     const bounds = [...text.matchAll(/_bucket\{command="write",le="([^"]+)"\}/g)].map((m) => m[1]);
     assert.equal(bounds.length, NBD_LATENCY_BUCKETS_SECONDS.length + 1);
     assert.equal(bounds[0], "0.00005");

@@ -19,6 +19,7 @@ export {
   type GcStatsSnapshot,
   type GcTrigger,
   type GcTriggerTotals,
+  runCountedCollection,
 } from "./gc_stats.ts";
 export { renderMetrics, serveStatus, type StatusSources } from "./http_status.ts";
 export {

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { NBD_LATENCY_BUCKETS_SECONDS, NbdCounters } from "./counters.ts";
+import {
+  NBD_LATENCY_BUCKETS_SECONDS,
+  NBD_LATENCY_SAMPLE_EVERY,
+  NbdCounters,
+  NOT_TIMED,
+} from "./counters.ts";
 import {
   NBD_CMD_DISC,
   NBD_CMD_FLUSH,
@@ -8,12 +13,15 @@ import {
   NBD_CMD_WRITE,
 } from "./protocol.ts";
 
-/** Counters on a clock the test sets: `finish(ms)` records a request that took `ms`. */
+/**
+ * Counters timing every request on a clock the test sets: `finish(ms)`
+ * records a request that took `ms`.
+ */
 function timedCounters() {
   let nowMs = 1_000;
-  const counters = new NbdCounters(() => nowMs);
+  const counters = new NbdCounters(() => nowMs, 1);
   const finish = (type: number, lengthBytes: number, ok: boolean, ms: number) => {
-    const startMs = counters.nowMs();
+    const startMs = counters.start(type);
     nowMs += ms;
     counters.record(type, lengthBytes, ok, startMs);
   };
@@ -38,6 +46,7 @@ Deno.test("NbdCounters: latency buckets are 50 µs doubling, bounds inclusive, t
   assert.deepEqual(read.buckets, expected);
   assert.equal(read.requests, 4);
   assert.ok(Math.abs(read.seconds - 10.001101) < 1e-9, `${read.seconds}`);
+  assert.equal(read.timed, 4);
   assert.equal(read.bytes, 4 * 4096);
 });
 
@@ -73,7 +82,7 @@ Deno.test("NbdCounters: errors count apart and cover no bytes; DISC and unknown 
 
 Deno.test("NbdCounters: a snapshot is a copy; a clock set back counts as no time", () => {
   let nowMs = 500;
-  const counters = new NbdCounters(() => nowMs);
+  const counters = new NbdCounters(() => nowMs, 1);
   const snapshot = counters.snapshot();
   snapshot.commands.read.buckets[0] = 99;
   nowMs = 100;
@@ -81,4 +90,26 @@ Deno.test("NbdCounters: a snapshot is a copy; a clock set back counts as no time
   const read = counters.snapshot().commands.read;
   assert.equal(read.buckets[0], 1);
   assert.equal(read.seconds, 0);
+});
+
+Deno.test("NbdCounters: one request in NBD_LATENCY_SAMPLE_EVERY of each command is timed, every one counted", () => {
+  let clockReads = 0;
+  const counters = new NbdCounters(() => {
+    clockReads++;
+    return clockReads;
+  });
+  const n = 2 * NBD_LATENCY_SAMPLE_EVERY + 1;
+  for (let i = 0; i < n; i++) {
+    counters.record(NBD_CMD_READ, 4096, true, counters.start(NBD_CMD_READ));
+  }
+  // Another command has its own count: its first request is timed.
+  counters.record(NBD_CMD_FLUSH, 0, true, counters.start(NBD_CMD_FLUSH));
+  assert.equal(counters.start(NBD_CMD_DISC), NOT_TIMED);
+  assert.equal(counters.start(9), NOT_TIMED);
+  const { read, flush } = counters.snapshot().commands;
+  assert.deepEqual([read.requests, read.timed, read.bytes], [n, 3, n * 4096]);
+  assert.equal(read.buckets.reduce((sum, count) => sum + count, 0), 3);
+  assert.deepEqual([flush.requests, flush.timed], [1, 1]);
+  assert.equal(clockReads, 2 * 4, "two clock reads per timed request, none otherwise");
+  assert.throws(() => new NbdCounters(undefined, 0), RangeError);
 });

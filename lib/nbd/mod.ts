@@ -14,6 +14,8 @@
  * - `protocol.ts`: pure encoders, decoders and constants of the wire protocol.
  * - `export.ts`: the interfaces the server serves and how errors map to NBD.
  * - `server.ts`: {@linkcode NbdServer}, the TCP server.
+ * - `counters.ts`: {@linkcode NbdCounters}, requests, bytes and latencies per
+ *   command, for `/metrics`.
  * - `memory_export.ts`: an in-memory export for tests (not for users' data).
  *
  * @example Usage
@@ -38,6 +40,16 @@ export {
   type NbdWriteZeroesOptions,
   optionErrorForOpenError,
 } from "./export.ts";
+export {
+  NBD_COUNTED_COMMANDS,
+  NBD_LATENCY_BUCKETS_SECONDS,
+  NBD_LATENCY_SAMPLE_EVERY,
+  type NbdCommandCounts,
+  type NbdCountedCommand,
+  NbdCounters,
+  type NbdCountersSnapshot,
+  NOT_TIMED,
+} from "./counters.ts";
 export { type NbdLogEntry, type NbdLogger, type NbdLogLevel, silentLogger } from "./log.ts";
 export { MemoryExportProvider, type MemoryExportSpec } from "./memory_export.ts";
 export {

@@ -316,7 +316,7 @@ export class Transmission {
     rejection: RequestRejection | null,
   ): Promise<void> {
     const { writer, log, counters } = this.#context;
-    const startMs = counters?.nowMs() ?? 0;
+    const startMs = counters?.start(request.type) ?? 0;
     let ok = rejection === null;
     let parts: Uint8Array[];
     /** A pooled reply buffer, given back once the reply is written. */

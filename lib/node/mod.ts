@@ -17,6 +17,7 @@ export {
   type ClusterInitOptions,
   ClusterNode,
   type ClusterNodeOptions,
+  type ClusterNodeStatus,
   HEARTBEAT_INTERVAL_MS,
   initializeCluster,
   PROTOCOL_VERSION,

@@ -25,7 +25,13 @@
  *
  * @module
  */
-export type { PeerCallOptions, PeerClient, PeerListener, Transport } from "./transport.ts";
+export type {
+  PeerCallOptions,
+  PeerClient,
+  PeerListener,
+  PeerListenerStats,
+  Transport,
+} from "./transport.ts";
 export {
   formatPeerAddress,
   parsePeerAddress,
