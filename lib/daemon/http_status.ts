@@ -9,6 +9,8 @@
 import { crcFailures } from "../blockset/crc_layer.ts";
 import { ioThreadStats } from "../storage/io_thread.ts";
 import type { MetadataService } from "../metadata/metadata_service.ts";
+import type { DistributorStats } from "../distributor/distributor.ts";
+import type { RebalanceStatus } from "../distributor/rebalancer.ts";
 import {
   NBD_COUNTED_COMMANDS,
   NBD_LATENCY_BUCKETS_SECONDS,
@@ -16,10 +18,12 @@ import {
   type NbdCommandCounts,
   type NbdCountersSnapshot,
 } from "../nbd/counters.ts";
-import type { NbdServer } from "../nbd/server.ts";
+import type { NbdServer, NbdServerStats } from "../nbd/server.ts";
 import type { ClusterNodeStatus } from "../node/cluster_node.ts";
+import type { PeerListenerStats } from "../peer/transport.ts";
 import type { BlockStore } from "../storage/block_store.ts";
-import { GC_TRIGGERS, type GcStatsSnapshot } from "./gc_stats.ts";
+import { GC_TRIGGERS, type GcStatsSnapshot, type GcTriggerTotals } from "./gc_stats.ts";
+import { type MetricType, PrometheusText } from "./prometheus_text.ts";
 
 /** What the endpoint reports on. */
 export interface StatusSources {
@@ -36,244 +40,294 @@ export interface StatusSources {
 /** Status requests are rare: close each connection so shutdown never waits on an idle one. */
 const CLOSE = { connection: "close" };
 
-/** Appends one metric of one sample, with its HELP and TYPE lines. */
-function metric(
-  lines: string[],
-  type: "counter" | "gauge",
-  name: string,
-  help: string,
-  value: number,
-  labels = "",
-): void {
-  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
-}
-
 /** Renders the metrics in the Prometheus text format. */
 export function renderMetrics(sources: StatusSources): string {
-  const lines: string[] = [];
-  const gauge = (name: string, help: string, value: number, labels = "") =>
-    metric(lines, "gauge", name, help, value, labels);
-  const counter = (name: string, help: string, value: number) =>
-    metric(lines, "counter", name, help, value);
+  const text = new PrometheusText();
   const store = sources.store;
   if (store) {
-    const storage = `{storage="current"}`;
-    gauge("torus_storage_blocks", "Blocks stored.", store.usedBlocks(), storage);
-    gauge("torus_storage_blocks_total", "Block capacity.", store.numBlocks(), storage);
-    gauge("torus_storage_block_bytes", "Size of a block.", store.blockSizeBytes, storage);
+    const storage = { storage: "current" };
+    text.gauge("torus_storage_blocks", "Blocks stored.", store.usedBlocks(), storage);
+    text.gauge("torus_storage_blocks_total", "Block capacity.", store.numBlocks(), storage);
+    text.gauge("torus_storage_block_bytes", "Size of a block.", store.blockSizeBytes, storage);
     const deltas = store.deltaBlocks?.();
     if (deltas !== undefined) {
-      gauge("torus_storage_delta_blocks", "Blocks stored as deltas of another.", deltas, storage);
+      text.gauge(
+        "torus_storage_delta_blocks",
+        "Blocks stored as deltas of another.",
+        deltas,
+        storage,
+      );
     }
   }
-  counter(
+  text.counter(
     "torus_blockset_crc_failed_blocks",
     "Blocks that failed their checksum.",
     crcFailures.count,
   );
-  counter(
+  text.counter(
     "torus_storage_io_thread_jobs_total",
     "Reads and writes the I/O thread ran.",
     ioThreadStats.jobs,
   );
-  counter(
+  text.counter(
     "torus_storage_io_thread_bytes_total",
     "Bytes the I/O thread read and wrote.",
     ioThreadStats.bytes,
   );
   const gc = sources.gc?.();
-  if (gc) renderGc(lines, gc);
+  if (gc) renderGc(text, gc);
   const cluster = sources.cluster?.();
-  if (cluster) renderCluster(lines, cluster);
+  if (cluster) renderCluster(text, cluster);
   const nbd = sources.nbd();
-  if (nbd) {
-    const stats = nbd.stats();
-    gauge("torus_nbd_connections", "Open NBD connections.", stats.connections);
-    gauge("torus_nbd_requests_in_flight", "NBD requests in flight.", stats.requestsInFlight);
-    gauge("torus_nbd_buffered_bytes", "Bytes held for NBD requests.", stats.bufferedBytes);
-    renderNbdCounters(lines, nbd.counters());
+  if (nbd) renderNbd(text, nbd.stats(), nbd.counters());
+  return text.render();
+}
+
+/** A metric read off a value of type `T`: its type, name, help text, and how to read it. */
+type MetricOf<T> = readonly [MetricType, string, string, (value: T) => number];
+
+/** Appends one single-sample family per entry of `metrics`, read off `value`. */
+function renderAll<T>(text: PrometheusText, metrics: readonly MetricOf<T>[], value: T): void {
+  for (const [type, name, help, read] of metrics) text.metric(type, name, help, read(value));
+}
+
+/** Appends a family per entry of `metrics`, with a sample per label value of `values`. */
+function renderPer<K extends string, T>(
+  text: PrometheusText,
+  label: string,
+  values: readonly K[],
+  metrics: readonly MetricOf<T>[],
+  of: (key: K) => T,
+): void {
+  for (const [type, name, help, read] of metrics) {
+    text.family(type, name, help, values.map((key) => [{ [label]: key }, read(of(key))] as const));
   }
-  return lines.join("\n") + "\n";
 }
 
-/** A histogram bound as Prometheus' `le` label: the shortest decimal, e.g. `0.0004`. */
-function formatBound(seconds: number): string {
-  return String(Number(seconds.toPrecision(6)));
-}
+const NBD_LOAD: readonly MetricOf<NbdServerStats>[] = [
+  ["gauge", "torus_nbd_connections", "Open NBD connections.", (s) => s.connections],
+  ["gauge", "torus_nbd_requests_in_flight", "NBD requests in flight.", (s) => s.requestsInFlight],
+  ["gauge", "torus_nbd_buffered_bytes", "Bytes held for NBD requests.", (s) => s.bufferedBytes],
+];
 
-/** Appends the NBD server's request counters and latency histograms, per command. */
-function renderNbdCounters(lines: string[], counters: NbdCountersSnapshot): void {
-  const { commands } = counters;
-  const perCommand = (name: string, help: string, value: (counts: NbdCommandCounts) => number) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
-    for (const command of NBD_COUNTED_COMMANDS) {
-      lines.push(`${name}{command="${command}"} ${value(commands[command])}`);
-    }
-  };
-  perCommand(
-    "torus_nbd_requests_total",
-    "NBD requests answered, by command.",
-    (counts) => counts.requests,
-  );
-  perCommand(
+const NBD_PER_COMMAND: readonly MetricOf<NbdCommandCounts>[] = [
+  ["counter", "torus_nbd_requests_total", "NBD requests answered, by command.", (c) => c.requests],
+  [
+    "counter",
     "torus_nbd_request_errors_total",
     "NBD requests answered with an error, by command.",
-    (counts) => counts.errors,
-  );
-  perCommand(
+    (c) => c.errors,
+  ],
+  [
+    "counter",
     "torus_nbd_request_bytes_total",
     "Bytes covered by successful NBD requests, by command.",
-    (counts) => counts.bytes,
-  );
-  const name = "torus_nbd_request_duration_seconds";
-  lines.push(
-    `# HELP ${name} Time from an NBD request's dispatch to its reply written, by command ` +
-      `(one request in ${NBD_LATENCY_SAMPLE_EVERY} is timed).`,
-    `# TYPE ${name} histogram`,
-  );
-  for (const command of NBD_COUNTED_COMMANDS) {
-    const counts = commands[command];
-    let cumulative = 0;
-    NBD_LATENCY_BUCKETS_SECONDS.forEach((bound, bucket) => {
-      cumulative += counts.buckets[bucket]!;
-      lines.push(`${name}_bucket{command="${command}",le="${formatBound(bound)}"} ${cumulative}`);
-    });
-    lines.push(
-      `${name}_bucket{command="${command}",le="+Inf"} ${counts.timed}`,
-      `${name}_sum{command="${command}"} ${counts.seconds}`,
-      `${name}_count{command="${command}"} ${counts.timed}`,
-    );
-  }
-  metric(
-    lines,
+    (c) => c.bytes,
+  ],
+];
+
+const NBD_CONNECTIONS: readonly MetricOf<NbdCountersSnapshot>[] = [
+  [
     "counter",
     "torus_nbd_connections_accepted_total",
     "NBD connections accepted.",
-    counters.connectionsAccepted,
-  );
-  metric(
-    lines,
+    (c) => c.connectionsAccepted,
+  ],
+  [
     "counter",
     "torus_nbd_connections_refused_total",
     "NBD connections closed on arrival: the server was at its connection limit.",
-    counters.connectionsRefused,
+    (c) => c.connectionsRefused,
+  ],
+];
+
+/** Appends the NBD server's load, its request counters and latency histograms per command. */
+function renderNbd(
+  text: PrometheusText,
+  load: NbdServerStats,
+  counters: NbdCountersSnapshot,
+): void {
+  renderAll(text, NBD_LOAD, load);
+  const { commands } = counters;
+  renderPer(text, "command", NBD_COUNTED_COMMANDS, NBD_PER_COMMAND, (command) => commands[command]);
+  text.histogram(
+    "torus_nbd_request_duration_seconds",
+    "Time from an NBD request's dispatch to its reply written, by command " +
+      `(one request in ${NBD_LATENCY_SAMPLE_EVERY} is timed).`,
+    NBD_LATENCY_BUCKETS_SECONDS,
+    NBD_COUNTED_COMMANDS.map((command) => ({
+      labels: { command },
+      buckets: commands[command].buckets,
+      sum: commands[command].seconds,
+    })),
   );
+  renderAll(text, NBD_CONNECTIONS, counters);
 }
 
-/** Appends a cluster node's ring, heartbeat, distributor, peer-listener and rebalancer metrics. */
-function renderCluster(lines: string[], status: ClusterNodeStatus): void {
-  const gauge = (name: string, help: string, value: number) =>
-    metric(lines, "gauge", name, help, value);
-  const counter = (name: string, help: string, value: number) =>
-    metric(lines, "counter", name, help, value);
-  gauge("torus_ring_version", "Version of the ring in use.", status.ringVersion);
-  gauge("torus_ring_members", "Members of the ring in use.", status.ringMembers);
-  gauge("torus_ring_replication", "Replication factor of the ring in use.", status.replication);
-  gauge("torus_server_peers_total", "Live peers as of the last heartbeat.", status.livePeers);
-  counter("torus_server_heartbeats", "Heartbeats that registered this process.", status.heartbeats);
-  counter(
+const CLUSTER: readonly MetricOf<ClusterNodeStatus>[] = [
+  ["gauge", "torus_ring_version", "Version of the ring in use.", (s) => s.ringVersion],
+  ["gauge", "torus_ring_members", "Members of the ring in use.", (s) => s.ringMembers],
+  [
+    "gauge",
+    "torus_ring_replication",
+    "Replication factor of the ring in use.",
+    (s) => s.replication,
+  ],
+  ["gauge", "torus_server_peers_total", "Live peers as of the last heartbeat.", (s) => s.livePeers],
+  [
+    "counter",
+    "torus_server_heartbeats",
+    "Heartbeats that registered this process.",
+    (s) => s.heartbeats,
+  ],
+  [
+    "counter",
     "torus_server_heartbeat_failures",
     "Heartbeats that failed (metadata unreachable, lease lost).",
-    status.failedHeartbeats,
-  );
-  const d = status.distributor;
-  counter(
+    (s) => s.failedHeartbeats,
+  ],
+];
+
+const DISTRIBUTOR: readonly MetricOf<DistributorStats>[] = [
+  [
+    "counter",
     "torus_distributor_block_requests_total",
     "Block reads asked of the distributor.",
-    d.cacheHits + d.localReads + d.remoteReads + d.failedReads,
-  );
-  counter("torus_distributor_block_cached_blocks", "Block reads served by the cache.", d.cacheHits);
-  counter("torus_distributor_block_local_blocks", "Block reads served locally.", d.localReads);
-  counter("torus_distributor_block_peer_blocks", "Block reads served by a peer.", d.remoteReads);
-  counter("torus_distributor_block_request_failures", "Block reads that failed.", d.failedReads);
-  counter(
+    (d) => d.cacheHits + d.localReads + d.remoteReads + d.failedReads,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_cached_blocks",
+    "Block reads served by the cache.",
+    (d) => d.cacheHits,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_local_blocks",
+    "Block reads served locally.",
+    (d) => d.localReads,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_peer_blocks",
+    "Block reads served by a peer.",
+    (d) => d.remoteReads,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_request_failures",
+    "Block reads that failed.",
+    (d) => d.failedReads,
+  ],
+  [
+    "counter",
     "torus_distributor_invalid_copies_total",
     "Copies skipped on read because they were stale or corrupt.",
-    d.invalidCopies,
-  );
-  counter("torus_distributor_block_writes_total", "Block writes acknowledged.", d.writes);
-  counter("torus_distributor_block_write_failures", "Block writes that failed.", d.failedWrites);
-  counter(
+    (d) => d.invalidCopies,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_writes_total",
+    "Block writes acknowledged.",
+    (d) => d.writes,
+  ],
+  [
+    "counter",
+    "torus_distributor_block_write_failures",
+    "Block writes that failed.",
+    (d) => d.failedWrites,
+  ],
+  [
+    "counter",
     "torus_distributor_handoff_writes_total",
     "Acknowledged writes that needed a peer beyond the block's owners.",
-    d.handoffWrites,
-  );
-  counter(
+    (d) => d.handoffWrites,
+  ],
+  [
+    "counter",
     "torus_distributor_degraded_writes_total",
     "Acknowledged writes on a ring with fewer members than its replication.",
-    d.degradedWrites,
-  );
-  const peers = status.peerListener;
-  if (peers) {
-    gauge("torus_peer_connections", "Open peer connections.", peers.connections);
-    gauge("torus_peer_requests_in_flight", "Peer requests in flight.", peers.requestsInFlight);
-    gauge("torus_peer_buffered_bytes", "Bytes held for peer requests.", peers.bufferedBytes);
-  }
-  const rebalance = status.rebalance;
-  if (rebalance) {
-    gauge(
-      "torus_rebalance_active",
-      "1 while the rebalancer has blocks to move or a ring change to check.",
-      rebalance.rebalancing ? 1 : 0,
-    );
-    gauge(
-      "torus_rebalance_cycle_sent_blocks",
-      "Blocks sent to their owners in the cycle running now.",
-      rebalance.cycleSentBlocks,
-    );
-    gauge(
-      "torus_rebalance_last_cycle_blocks",
-      "Blocks sent in the last finished cycle.",
-      rebalance.lastRebalanceBlocks,
-    );
-    gauge(
-      "torus_rebalance_last_finish_timestamp_seconds",
-      "When the last cycle finished, in seconds since the epoch (0: never).",
-      rebalance.lastRebalanceFinishMs / 1000,
-    );
-  }
+    (d) => d.degradedWrites,
+  ],
+];
+
+const PEER_LISTENER: readonly MetricOf<PeerListenerStats>[] = [
+  ["gauge", "torus_peer_connections", "Open peer connections.", (p) => p.connections],
+  ["gauge", "torus_peer_requests_in_flight", "Peer requests in flight.", (p) => p.requestsInFlight],
+  ["gauge", "torus_peer_buffered_bytes", "Bytes held for peer requests.", (p) => p.bufferedBytes],
+];
+
+const REBALANCE: readonly MetricOf<RebalanceStatus>[] = [
+  [
+    "gauge",
+    "torus_rebalance_active",
+    "1 while the rebalancer has blocks to move or a ring change to check.",
+    (r) => r.rebalancing ? 1 : 0,
+  ],
+  [
+    "gauge",
+    "torus_rebalance_cycle_sent_blocks",
+    "Blocks sent to their owners in the cycle running now.",
+    (r) => r.cycleSentBlocks,
+  ],
+  [
+    "gauge",
+    "torus_rebalance_last_cycle_blocks",
+    "Blocks sent in the last finished cycle.",
+    (r) => r.lastRebalanceBlocks,
+  ],
+  [
+    "gauge",
+    "torus_rebalance_last_finish_timestamp_seconds",
+    "When the last cycle finished, in seconds since the epoch (0: never).",
+    (r) => r.lastRebalanceFinishMs / 1000,
+  ],
+];
+
+/** Appends a cluster node's ring, heartbeat, distributor, peer-listener and rebalancer metrics. */
+function renderCluster(text: PrometheusText, status: ClusterNodeStatus): void {
+  renderAll(text, CLUSTER, status);
+  renderAll(text, DISTRIBUTOR, status.distributor);
+  if (status.peerListener) renderAll(text, PEER_LISTENER, status.peerListener);
+  if (status.rebalance) renderAll(text, REBALANCE, status.rebalance);
 }
 
-/** Appends the garbage-collection metrics: per trigger, and the totals. */
-function renderGc(lines: string[], gc: GcStatsSnapshot): void {
-  const perTrigger = (
-    name: string,
-    type: "counter" | "gauge",
-    help: string,
-    value: (trigger: (typeof GC_TRIGGERS)[number]) => number,
-  ) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const trigger of GC_TRIGGERS) {
-      lines.push(`${name}{trigger="${trigger}"} ${value(trigger)}`);
-    }
-  };
-  perTrigger(
+const GC_PER_TRIGGER: readonly MetricOf<GcTriggerTotals>[] = [
+  [
+    "counter",
     "torus_gc_runs_total",
-    "counter",
     "Garbage collections finished, by trigger (full: a write found the store full and waited).",
-    (trigger) => gc.byTrigger[trigger].runs,
-  );
-  perTrigger(
-    "torus_gc_seconds_total",
-    "counter",
-    "Time garbage collections took.",
-    (trigger) => gc.byTrigger[trigger].totalMs / 1000,
-  );
-  perTrigger(
-    "torus_gc_max_seconds",
+    (t) => t.runs,
+  ],
+  ["counter", "torus_gc_seconds_total", "Time garbage collections took.", (t) => t.totalMs / 1000],
+  [
     "gauge",
+    "torus_gc_max_seconds",
     "The longest garbage collection so far.",
-    (trigger) => gc.byTrigger[trigger].maxMs / 1000,
-  );
-  const total = (name: string, help: string, value: number) =>
-    metric(lines, "counter", name, help, value);
-  total("torus_gc_deleted_blocks_total", "Blocks garbage collection deleted.", gc.deletedBlocks);
-  total(
+    (t) => t.maxMs / 1000,
+  ],
+];
+
+const GC_TOTALS: readonly MetricOf<GcStatsSnapshot>[] = [
+  [
+    "counter",
+    "torus_gc_deleted_blocks_total",
+    "Blocks garbage collection deleted.",
+    (g) => g.deletedBlocks,
+  ],
+  [
+    "counter",
     "torus_gc_skipped_total",
     "Garbage collections skipped: the metadata was unavailable.",
-    gc.skipped,
-  );
-  total("torus_gc_failed_total", "Garbage collections that failed.", gc.failed);
+    (g) => g.skipped,
+  ],
+  ["counter", "torus_gc_failed_total", "Garbage collections that failed.", (g) => g.failed],
+];
+
+/** Appends the garbage-collection metrics: per trigger, and the totals. */
+function renderGc(text: PrometheusText, gc: GcStatsSnapshot): void {
+  renderPer(text, "trigger", GC_TRIGGERS, GC_PER_TRIGGER, (trigger) => gc.byTrigger[trigger]);
+  renderAll(text, GC_TOTALS, gc);
 }
 
 /** Serves `/healthz` and `/metrics` on `hostname:port`. */

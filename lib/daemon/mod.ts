@@ -6,6 +6,7 @@
  *   cluster, serves its volumes over NBD, and runs garbage collection.
  * - `nbd_serve.ts`: {@linkcode NbdServe}, `torusblk nbdserve`.
  * - `http_status.ts`: `/healthz` and Prometheus `/metrics`.
+ * - `prometheus_text.ts`: {@linkcode PrometheusText}, the exposition format's writer.
  * - `gc_stats.ts`: {@linkcode GcStats}, what garbage collections cost, for `/metrics`.
  * - `malloc_tuning.ts`: {@linkcode MallocTuning}, the daemons' cap on glibc's
  *   heap arenas and periodic `malloc_trim`.
@@ -22,6 +23,13 @@ export {
   runCountedCollection,
 } from "./gc_stats.ts";
 export { renderMetrics, serveStatus, type StatusSources } from "./http_status.ts";
+export {
+  formatBound,
+  type HistogramSeries,
+  type Labels,
+  type MetricType,
+  PrometheusText,
+} from "./prometheus_text.ts";
 export {
   MALLOC_ARENAS_MAX,
   MALLOC_TRIM_INTERVAL_MS,
