@@ -115,6 +115,18 @@ export interface MetadataService {
    */
   volumeIdHighwater(): Promise<number>;
   /**
+   * Grows a volume to `sizeBytes` and returns it; its current size is a
+   * no-op. Only the volume record changes: INodes keep the size they were
+   * written with, and a volume's head opened later reads as zeros past its
+   * INode's size until written (snapshots keep their size). Allowed while
+   * the volume is locked: a writer sees the new size when it next opens it.
+   *
+   * @throws {VolumeNotFoundError}
+   * @throws {RangeError} on a size that is not an integer in [1, `VOLUME_SIZE_BYTES_MAX`],
+   *   or smaller than the volume's (shrinking would cut off data).
+   */
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo>;
+  /**
    * Deletes a volume and everything under it (snapshots, counters, lock).
    * @throws {VolumeNotFoundError}
    * @throws {VolumeInUseError} when its lock is held.
