@@ -25,6 +25,7 @@ import {
   listSnapshots,
   listVolumes,
   planInitialize,
+  resizeVolume,
   restoreVolumeSnapshot,
 } from "../lib/ctl/volume_ops.ts";
 import { LocalNode } from "../lib/node/local_node.ts";
@@ -103,6 +104,22 @@ const volumeCreate: Command = {
     }),
 };
 
+const volumeResize: Command = {
+  name: "resize",
+  summary: "grow a volume to SIZE, or by +SIZE (new NBD connections see it; shrinking is refused)",
+  usage: "NAME [+]SIZE",
+  args: [2, 2],
+  run: ({ flags, args }) =>
+    withNode(flags, async (node) => {
+      const { before, after } = await resizeVolume(node, args[0]!, args[1]!);
+      print(
+        `resized volume "${after.name}" from ${formatSize(before.sizeBytes)} to ${
+          formatSize(after.sizeBytes)
+        }`,
+      );
+    }),
+};
+
 const snapshot: Command = {
   name: "snapshot",
   summary: "create, list, delete and restore snapshots",
@@ -173,9 +190,10 @@ const progressFlag: Record<string, FlagSpec> = {
 
 const block: Command = {
   name: "block",
-  summary: "block volume data: create, snapshot, dump and load",
+  summary: "block volume data: create, resize, snapshot, dump and load",
   subcommands: [
     { ...volumeCreate, name: "create" },
+    volumeResize,
     snapshot,
     {
       name: "dump",
@@ -450,7 +468,7 @@ const root: Command = {
     },
     {
       name: "volume",
-      summary: "list, create and delete volumes",
+      summary: "list, create, resize and delete volumes",
       subcommands: [
         {
           name: "list",
@@ -466,6 +484,7 @@ const root: Command = {
             }),
         },
         volumeCreate,
+        volumeResize,
         {
           name: "delete",
           summary: "delete a volume (refused while it is in use)",

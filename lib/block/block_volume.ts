@@ -95,7 +95,7 @@ export async function openBlockFile(
   const volume = await context.metadata.getVolume(name);
   if (options.readOnly) {
     const head = await context.metadata.currentINode(volume.id);
-    return await fileAt(context, volume, head, null);
+    return await fileAt(context, volume, head, null, true);
   }
   if (!options.lease) {
     throw new TypeError(`Cannot open volume "${name}" for writing without a lease`);
@@ -103,20 +103,31 @@ export async function openBlockFile(
   const lock = await context.metadata.lockVolume(volume.id, options.lease);
   try {
     const head = await context.metadata.currentINode(volume.id);
-    return await fileAt(context, volume, head, lock);
+    return await fileAt(context, volume, head, lock, true);
   } catch (error) {
     await context.metadata.unlockVolume(lock);
     throw error;
   }
 }
 
+/**
+ * A {@linkcode File} of the INode `ref`. The volume's head (`isHead`) takes
+ * the volume's size when it was grown past its INode's: the blocks past the
+ * INode's end are sparse until written. A snapshot keeps its INode's size.
+ */
 async function fileAt(
   context: VolumeContext,
   volume: VolumeInfo,
-  head: INodeRef,
+  ref: INodeRef,
   lock: LockToken | null,
+  isHead: boolean,
 ): Promise<File> {
-  const { record, blockset } = await loadINode(context, volume, head);
+  const { blockset, record: stored } = await loadINode(context, volume, ref);
+  let record = stored;
+  if (isHead && volume.sizeBytes > record.sizeBytes) {
+    blockset.truncate(Math.ceil(volume.sizeBytes / context.store.blockSizeBytes));
+    record = { ...record, sizeBytes: volume.sizeBytes };
+  }
   return new File({
     volume,
     head: record,
@@ -153,7 +164,7 @@ export async function openSnapshot(
 ): Promise<File> {
   const volume = await context.metadata.getVolume(name);
   const found = await findSnapshot(context.metadata, volume, snapshot);
-  return await fileAt(context, volume, found.inode, null);
+  return await fileAt(context, volume, found.inode, null, false);
 }
 
 /**

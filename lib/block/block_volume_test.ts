@@ -191,3 +191,61 @@ Deno.test("File.zero() reads back zeros for whole and partial blocks", async () 
   assert.ok(back.subarray(1100).every((b) => b === 9));
   await file.close();
 });
+
+Deno.test("a grown volume: its head takes the new size with sparse blocks, snapshots keep theirs", async () => {
+  // 256-byte blocks: 1000 bytes end inside block 3, whose tail must read as zeros once grown.
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 1000);
+  let file = await openBlockFile(env, "v", { lease: env.lease });
+  const before = new Prng(5).fill(new Uint8Array(1000));
+  await file.writeAt(before, 0);
+  await file.close();
+  await env.metadata.saveSnapshot((await env.metadata.getVolume("v")).id, "small");
+  await env.metadata.resizeVolume("v", 3000);
+
+  // A reader sees the new size before any writer has recorded it in an INode.
+  const reader = await openBlockFile(env, "v", { readOnly: true });
+  assert.equal(reader.sizeBytes, 3000);
+  assert.deepEqual(await reader.readAt(0, 1000), before);
+  assert.deepEqual(await reader.readAt(1000, 2000), new Uint8Array(2000));
+  await reader.close();
+
+  file = await openBlockFile(env, "v", { lease: env.lease });
+  assert.equal(file.sizeBytes, 3000);
+  const tail = new Prng(6).fill(new Uint8Array(500));
+  await file.writeAt(tail, 2500);
+  await file.close();
+  file = await openBlockFile(env, "v", { readOnly: true });
+  assert.deepEqual(await file.readAt(0, 1000), before);
+  assert.deepEqual(await file.readAt(1000, 1500), new Uint8Array(1500));
+  assert.deepEqual(await file.readAt(2500, 500), tail);
+  await file.close();
+
+  const snapshot = await openSnapshot(env, "v", "small");
+  assert.equal(snapshot.sizeBytes, 1000);
+  assert.deepEqual(await snapshot.readAt(0, 1000), before);
+  await snapshot.close();
+});
+
+Deno.test("File.grow(): a writable file grows at once and its next sync records it; a reader keeps its size", async () => {
+  const env = await testEnv();
+  await createBlockVolume(env.metadata, "v", 512);
+  const writer = await openBlockFile(env, "v", { lease: env.lease });
+  const reader = await openBlockFile(env, "v", { readOnly: true });
+  const grown = await env.metadata.resizeVolume("v", 2048);
+  await writer.grow({ ...grown, sizeBytes: 256 }); // smaller than the file: nothing changes
+  assert.equal(writer.sizeBytes, 512);
+  await writer.grow(grown);
+  await reader.grow(grown);
+  assert.equal(writer.sizeBytes, 2048);
+  assert.equal(writer.volume.sizeBytes, 2048);
+  assert.equal(reader.sizeBytes, 512, "a reader sees a new size when it reopens");
+  await writer.writeAt(text("end"), 2045);
+  await writer.sync();
+  await assert.rejects(writer.grow({ ...grown, id: grown.id + 1 }), /another volume/);
+  await writer.close();
+  await reader.close();
+  // The sync wrote an INode of the new size.
+  const head = await env.metadata.currentINode(grown.id);
+  assert.equal((await env.inodes.getINode(head)).sizeBytes, 2048);
+});

@@ -13,6 +13,7 @@
  */
 import type { File } from "../file/file.ts";
 import type { Lease } from "../metadata/metadata_service.ts";
+import { MetadataUnavailableError } from "../errors.ts";
 import { ExportNotFoundError, type NbdExport, type NbdExportProvider } from "../nbd/export.ts";
 import { openBlockFile, openSnapshot, type VolumeContext } from "./block_volume.ts";
 
@@ -48,6 +49,7 @@ export class VolumeExports implements NbdExportProvider {
   async open(name: string): Promise<NbdExport> {
     const resolved = name === "" ? await this.#defaultName() : name;
     let shared = this.#open.get(resolved);
+    const joining = shared !== undefined;
     if (!shared) {
       const file = this.#openFile(resolved);
       shared = { file, users: 0 };
@@ -60,6 +62,8 @@ export class VolumeExports implements NbdExportProvider {
     let file: File;
     try {
       file = await shared.file;
+      // A connection joining an open volume sees it grown by a resize since.
+      if (joining && !file.readOnly) await this.#grow(file, resolved);
     } catch (error) {
       shared.users--;
       throw error;
@@ -72,6 +76,18 @@ export class VolumeExports implements NbdExportProvider {
     const files = [...this.#open.values()].map((shared) => shared.file);
     this.#open.clear();
     await Promise.allSettled(files.map(async (file) => (await file).close()));
+  }
+
+  /** Grows `file` to its volume's size in the metadata; an unreachable metadata changes nothing. */
+  async #grow(file: File, name: string): Promise<void> {
+    let volume;
+    try {
+      volume = await this.#options.context.metadata.getVolume(name);
+    } catch (error) {
+      if (error instanceof MetadataUnavailableError) return;
+      throw error;
+    }
+    await file.grow(volume);
   }
 
   async #defaultName(): Promise<string> {

@@ -42,6 +42,30 @@ export async function createVolume(
   return await createBlockVolume(node.metadata, name, sizeBytes);
 }
 
+/**
+ * Grows a volume to `sizeText` (`20GiB`, or `+10GiB` to add); metadata only,
+ * so it works while torusd serves the volume. Returns the volume before and
+ * after.
+ *
+ * @throws {SyntaxError} on a malformed size.
+ * @throws {RangeError} on a size smaller than the volume's (shrinking is refused) or too large.
+ */
+export async function resizeVolume(
+  node: TorusNode,
+  name: string,
+  sizeText: string,
+): Promise<{ before: VolumeInfo; after: VolumeInfo }> {
+  const relative = sizeText.startsWith("+");
+  const sizeBytes = parseSize(relative ? sizeText.slice(1) : sizeText);
+  await node.globalMetadata();
+  const before = await node.metadata.getVolume(name);
+  const after = await node.metadata.resizeVolume(
+    name,
+    relative ? before.sizeBytes + sizeBytes : sizeBytes,
+  );
+  return { before, after };
+}
+
 /** Deletes a volume; its blocks are freed by the next garbage collection. */
 export async function deleteVolume(node: TorusNode, name: string): Promise<void> {
   await node.globalMetadata();

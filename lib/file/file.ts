@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { assert } from "../assert.ts";
 import { INodeRef } from "../core/block_ref.ts";
 import type { Blockset } from "../blockset/blockset.ts";
 import { FencedError, OutOfSpaceError, ReadOnlyError } from "../errors.ts";
@@ -87,7 +88,7 @@ interface Piece {
 
 /** An open volume. */
 export class File {
-  readonly volume: VolumeInfo;
+  #volume: VolumeInfo;
   #blockset: Blockset;
   #inodes: INodeStore;
   #store: BlockStore;
@@ -112,7 +113,7 @@ export class File {
   #blocks = new KeyedRwLock();
 
   constructor(options: FileOptions) {
-    this.volume = options.volume;
+    this.#volume = options.volume;
     this.#blockset = options.blockset;
     this.#inodes = options.inodes;
     this.#store = options.store;
@@ -126,6 +127,24 @@ export class File {
       bytes: inodeStoredBytes(options.head),
       blocks: this.#blockset.length(),
     };
+  }
+
+  /** The volume's record as of its opening, or of its last {@linkcode File.grow}. */
+  get volume(): VolumeInfo {
+    return this.#volume;
+  }
+
+  /**
+   * Adopts a grown record of the volume (after `torusctl volume resize`): a
+   * writable file grows to its size at once, as sparse blocks, and its next
+   * sync records the size in its INode. A read-only file, and a smaller or
+   * equal size, change nothing: readers see a new size when they reopen.
+   */
+  async grow(volume: VolumeInfo): Promise<void> {
+    assert(volume.id === this.#volume.id, "grow() with another volume's record");
+    if (this.readOnly || volume.sizeBytes <= this.#sizeBytes) return;
+    this.#volume = volume;
+    await this.truncate(volume.sizeBytes);
   }
 
   /** Size of the file, in bytes. */

@@ -11,6 +11,7 @@ import type {
   MetadataService,
   PeerRecord,
   RingRecord,
+  VolumeInfo,
 } from "./metadata_service.ts";
 
 const encoder = new TextEncoder();
@@ -68,13 +69,32 @@ export function checkName(what: string, name: string): void {
  * Checks a volume size: a positive integer of at most
  * {@linkcode VOLUME_SIZE_BYTES_MAX} bytes.
  *
+ * @param action what is being done to the volume, for the message.
  * @throws {RangeError} otherwise.
  */
-export function checkVolumeSizeBytes(name: string, sizeBytes: number): void {
+export function checkVolumeSizeBytes(
+  name: string,
+  sizeBytes: number,
+  action: "create" | "resize" = "create",
+): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes > VOLUME_SIZE_BYTES_MAX) {
     throw new RangeError(
-      `Cannot create volume "${name}" as 'sizeBytes' must be an integer in ` +
+      `Cannot ${action} volume "${name}" as 'sizeBytes' must be an integer in ` +
         `[1, ${VOLUME_SIZE_BYTES_MAX}]: current value is ${sizeBytes}`,
+    );
+  }
+}
+
+/**
+ * Checks that resizing `volume` to `sizeBytes` does not shrink it.
+ *
+ * @throws {RangeError} when `sizeBytes` is smaller than the volume's size.
+ */
+export function checkNotShrinking(volume: VolumeInfo, sizeBytes: number): void {
+  if (sizeBytes < volume.sizeBytes) {
+    throw new RangeError(
+      `Cannot resize volume "${volume.name}" to ${sizeBytes} bytes: it has ` +
+        `${volume.sizeBytes} bytes, and shrinking would cut off data`,
     );
   }
 }

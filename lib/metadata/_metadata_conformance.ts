@@ -341,6 +341,155 @@ export function testMetadataService(name: string, open: OpenMetadataPair): void 
     },
   );
 
+  test(
+    "resizeVolume() grows a volume, visible to every client; the same size is a no-op",
+    async (a, b) => {
+      const other = await a.createVolume("other", VOLUME_SIZE_BYTES);
+      const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
+      const token = await a.lockVolume(volume.id, await a.grantLease(HOLD_TTL_MS));
+      const inode = await a.nextINode(volume.id);
+      await a.commitINode(token, new INodeRef(volume.id, inode));
+      await a.unlockVolume(token);
+      await a.saveSnapshot(volume.id, "snap");
+
+      const grown = await a.resizeVolume("vol", 3 * VOLUME_SIZE_BYTES);
+      const expected = {
+        name: "vol",
+        id: volume.id,
+        type: "block",
+        sizeBytes: 3 * VOLUME_SIZE_BYTES,
+      };
+      assert.deepEqual(grown, expected);
+      assert.deepEqual(await b.getVolume("vol"), expected);
+      assert.deepEqual(await b.listVolumes(), [other, expected]);
+      assert.deepEqual(await b.resizeVolume("vol", 3 * VOLUME_SIZE_BYTES), expected, "a no-op");
+      assert.deepEqual(await a.getVolume("vol"), expected);
+
+      assert.ok((await b.currentINode(volume.id)).equals(new INodeRef(volume.id, inode)));
+      assert.equal(await b.inodeCounter(volume.id), inode);
+      assert.equal(await b.nextINode(volume.id), inode + 1, "the INode counter continues");
+      const snapshots = await b.listSnapshots(volume.id);
+      assert.deepEqual(snapshots.map((snapshot) => snapshot.name), ["snap"]);
+      assert.ok(snapshots[0]!.inode.equals(new INodeRef(volume.id, inode)));
+      assert.equal(await b.lockStatus(volume.id), "free");
+      assert.deepEqual(await a.getVolume("other"), other, "other volumes keep their size");
+
+      const largest = await b.resizeVolume("vol", VOLUME_SIZE_BYTES_MAX);
+      assert.deepEqual(largest, { ...expected, sizeBytes: VOLUME_SIZE_BYTES_MAX });
+      assert.deepEqual(await a.getVolume("vol"), largest);
+    },
+  );
+
+  test(
+    "resizeVolume() refuses to shrink, bad sizes and missing volumes, changing nothing",
+    async (a, b) => {
+      const volume = await a.createVolume("vol", 2 * VOLUME_SIZE_BYTES);
+      for (const sizeBytes of [2 * VOLUME_SIZE_BYTES - 1, VOLUME_SIZE_BYTES, 1]) {
+        await assert.rejects(b.resizeVolume("vol", sizeBytes), (error: unknown) => {
+          assert.ok(error instanceof RangeError);
+          assert.equal(
+            error.message,
+            `Cannot resize volume "vol" to ${sizeBytes} bytes: it has ${2 * VOLUME_SIZE_BYTES} ` +
+              `bytes, and shrinking would cut off data`,
+          );
+          return true;
+        });
+      }
+      assert.deepEqual(await a.getVolume("vol"), volume);
+      for (const sizeBytes of [0, -1, 1.5, NaN, Infinity, VOLUME_SIZE_BYTES_MAX + 1]) {
+        await assert.rejects(a.resizeVolume("vol", sizeBytes), (error: unknown) => {
+          assert.ok(error instanceof RangeError, `size ${sizeBytes}`);
+          assert.match(error.message, /^Cannot resize volume "vol" as 'sizeBytes' must be/);
+          return true;
+        });
+        await assert.rejects(a.resizeVolume("nope", sizeBytes), RangeError, "the size comes first");
+      }
+      assert.deepEqual(await b.getVolume("vol"), volume);
+      assert.deepEqual(await b.listVolumes(), [volume]);
+
+      await assert.rejects(b.resizeVolume("nope", VOLUME_SIZE_BYTES), (error: unknown) => {
+        assert.ok(error instanceof VolumeNotFoundError);
+        assert.equal(error.message, `Cannot resize volume "nope": it does not exist`);
+        return true;
+      });
+      await assert.rejects(a.getVolume("nope"), VolumeNotFoundError);
+      await b.deleteVolume("vol");
+      await assert.rejects(a.resizeVolume("vol", 4 * VOLUME_SIZE_BYTES), VolumeNotFoundError);
+      await assert.rejects(b.getVolume("vol"), VolumeNotFoundError);
+      assert.deepEqual(await a.listVolumes(), []);
+      const again = await b.createVolume("vol", VOLUME_SIZE_BYTES);
+      assert.ok(again.id > volume.id);
+      assert.deepEqual(await a.resizeVolume("vol", 2 * VOLUME_SIZE_BYTES), {
+        ...again,
+        sizeBytes: 2 * VOLUME_SIZE_BYTES,
+      });
+    },
+  );
+
+  test(
+    "resizeVolume() works while the volume is locked; the lock and its token stay valid",
+    async (a, b) => {
+      const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
+      const token = await a.lockVolume(volume.id, await a.grantLease(HOLD_TTL_MS));
+      const grown = await b.resizeVolume("vol", 2 * VOLUME_SIZE_BYTES);
+      assert.deepEqual(grown, { ...volume, sizeBytes: 2 * VOLUME_SIZE_BYTES });
+      assert.equal(await b.lockStatus(volume.id), "in-use");
+      const inode = await a.nextINode(volume.id);
+      await a.commitINode(token, new INodeRef(volume.id, inode));
+      assert.ok((await b.currentINode(volume.id)).equals(new INodeRef(volume.id, inode)));
+      assert.equal(
+        (await a.resizeVolume("vol", 4 * VOLUME_SIZE_BYTES)).sizeBytes,
+        4 * VOLUME_SIZE_BYTES,
+        "by the holder too",
+      );
+      await a.commitINode(token, new INodeRef(volume.id, await a.nextINode(volume.id)));
+      assert.equal(await a.lockStatus(volume.id), "in-use");
+      await assert.rejects(
+        b.lockVolume(volume.id, await b.grantLease(HOLD_TTL_MS)),
+        VolumeInUseError,
+      );
+      await assert.rejects(b.deleteVolume("vol"), VolumeInUseError);
+      assert.equal((await b.getVolume("vol")).sizeBytes, 4 * VOLUME_SIZE_BYTES);
+    },
+  );
+
+  test(
+    "resizeVolume() racing resizes keeps the largest; racing a delete never resurrects it",
+    async (a, b) => {
+      await a.createVolume("vol", VOLUME_SIZE_BYTES);
+      const factors = [2, 3, 4, 5, 6, 7, 8, 9];
+      const results = await Promise.allSettled(
+        factors.map((factor, index) =>
+          (index % 2 === 0 ? a : b).resizeVolume("vol", factor * VOLUME_SIZE_BYTES)
+        ),
+      );
+      results.forEach((result, index) => {
+        const sizeBytes = factors[index]! * VOLUME_SIZE_BYTES;
+        if (result.status === "fulfilled") {
+          assert.equal(result.value.sizeBytes, sizeBytes);
+        } else {
+          assert.ok(result.reason instanceof RangeError, `size ${sizeBytes}: ${result.reason}`);
+        }
+      });
+      assert.equal((await b.getVolume("vol")).sizeBytes, 9 * VOLUME_SIZE_BYTES);
+
+      for (let round = 0; round < 5; round++) {
+        const name = `race${round}`;
+        await b.createVolume(name, VOLUME_SIZE_BYTES);
+        const [resized, deleted] = await Promise.allSettled([
+          a.resizeVolume(name, 2 * VOLUME_SIZE_BYTES),
+          b.deleteVolume(name),
+        ]);
+        assert.equal(deleted.status, "fulfilled");
+        if (resized.status === "rejected") {
+          assert.ok(resized.reason instanceof VolumeNotFoundError, String(resized.reason));
+        }
+        await assert.rejects(a.getVolume(name), VolumeNotFoundError);
+      }
+      assert.deepEqual((await b.listVolumes()).map((volume) => volume.name), ["vol"]);
+    },
+  );
+
   test("nextINode() from both clients at once gives distinct numbers, none lost", async (a, b) => {
     const volume = await a.createVolume("vol", VOLUME_SIZE_BYTES);
     const other = await b.createVolume("other", VOLUME_SIZE_BYTES);

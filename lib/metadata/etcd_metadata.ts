@@ -63,6 +63,7 @@ import {
   checkGlobalMetadata,
   checkName,
   checkNewVolumeId,
+  checkNotShrinking,
   checkPeer,
   checkRing,
   checkTtlMs,
@@ -583,6 +584,48 @@ export class EtcdMetadata implements MetadataService {
     return this.#call("read the volume id highwater", async () => {
       const [[kv]] = await this.#read(op.get(this.#keys.volumeMinter));
       return kv === undefined ? 0 : decodeU64("the volume id counter", kv.value);
+    });
+  }
+
+  /**
+   * Grows the volume's registry entry (`volumeid/<hex>`) to `sizeBytes`: reads
+   * `volumes/<name>`, then the entry of that id, and puts the new entry in
+   * one transaction that requires both keys unchanged since they were read
+   * (a concurrent delete or resize makes it retry, so a deleted volume is
+   * never written back). Its current size is a no-op. Nothing under
+   * `volumemeta/<hex>/` changes, and a held lock does not prevent it.
+   *
+   * @throws {VolumeNotFoundError}
+   * @throws {RangeError} on a bad size, or one smaller than the volume's.
+   */
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    const operation = `resize volume "${name}"`;
+    return this.#call(operation, async () => {
+      checkVolumeSizeBytes(name, sizeBytes, "resize");
+      const keys = this.#keys;
+      const missing = () => new VolumeNotFoundError(`Cannot ${operation}: it does not exist`);
+      for (let attempt = 1; attempt <= ETCD_CAS_ATTEMPTS_MAX; attempt++) {
+        const [[idKv]] = await this.#read(op.get(keys.volumeName(name)));
+        if (idKv === undefined) throw missing();
+        const id = decodeU64(`the id of volume "${name}"`, idKv.value);
+        const [[kv]] = await this.#read(op.get(keys.volume(id)));
+        if (kv === undefined) throw missing();
+        const volume = decodeVolume(kv.value);
+        checkNotShrinking(volume, sizeBytes);
+        if (sizeBytes === volume.sizeBytes) return volume;
+        const resized: VolumeInfo = { ...volume, sizeBytes };
+        const response = await this.#txn({
+          compare: [
+            when.modifiedAt(keys.volumeName(name), revisionOf(idKv.mod_revision)),
+            when.modifiedAt(keys.volume(id), revisionOf(kv.mod_revision)),
+          ],
+          success: [op.put(keys.volume(id), encodeVolume(resized))],
+        });
+        if (response.succeeded) return resized;
+      }
+      throw new ConflictError(
+        `Cannot ${operation}: lost ${ETCD_CAS_ATTEMPTS_MAX} compare-and-swap races in a row`,
+      );
     });
   }
 

@@ -26,6 +26,7 @@ import {
   checkGlobalMetadata,
   checkName,
   checkNewVolumeId,
+  checkNotShrinking,
   checkPeer,
   checkRing,
   checkTtlMs,
@@ -306,6 +307,24 @@ export class MemoryMetadata implements MetadataService {
   /** The largest volume id ever handed out. */
   volumeIdHighwater(): Promise<number> {
     return this.#run("read the volume id highwater", (state) => state.volumeIdCounter);
+  }
+
+  /**
+   * Grows the volume's registry entry to `sizeBytes`; its current size is a
+   * no-op. Its INodes, lock and snapshots are untouched, and a held lock
+   * does not prevent it.
+   *
+   * @throws {VolumeNotFoundError}
+   * @throws {RangeError} on a bad size, or one smaller than the volume's.
+   */
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    return this.#run(`resize volume "${name}"`, (state) => {
+      checkVolumeSizeBytes(name, sizeBytes, "resize");
+      const volume = this.#volumeByName(state, name, `resize volume "${name}"`);
+      checkNotShrinking(volume.info, sizeBytes);
+      volume.info = { ...volume.info, sizeBytes };
+      return { ...volume.info };
+    });
   }
 
   /**

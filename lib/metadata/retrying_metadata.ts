@@ -9,7 +9,8 @@
  * a number, which is harmless), `commitINode` (fenced: repeating the same
  * commit under the same lock is a no-op or the same change), lease renewal
  * and peer registration. Calls whose repetition could report a false
- * conflict (creating a volume or snapshot, taking a lock) fail at once.
+ * conflict (creating a volume or snapshot, taking a lock, growing a volume
+ * that another client grew further meanwhile) fail at once.
  *
  * @module
  */

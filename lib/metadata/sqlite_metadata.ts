@@ -42,6 +42,7 @@ import {
   checkGlobalMetadata,
   checkName,
   checkNewVolumeId,
+  checkNotShrinking,
   checkPeer,
   checkRing,
   checkTtlMs,
@@ -450,6 +451,37 @@ export class SqliteMetadata implements MetadataService {
     return this.#run("read the volume id highwater", () => {
       const rows = this.#all("SELECT seq FROM sqlite_sequence WHERE name = 'volumes'");
       return Number(rows[0]?.seq ?? 0);
+    });
+  }
+
+  /**
+   * Grows the volume's `size_bytes` to `sizeBytes` in one transaction: it
+   * reads the row to refuse shrinking, then updates that column alone; its
+   * current size is a no-op. The INode columns, lock and snapshots are
+   * untouched, and a held lock does not prevent it.
+   *
+   * @throws {VolumeNotFoundError}
+   * @throws {RangeError} on a bad size, or one smaller than the volume's.
+   */
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    return this.#run(`resize volume "${name}"`, () => {
+      checkVolumeSizeBytes(name, sizeBytes, "resize");
+      return this.#write(() => {
+        const row = this.#get("SELECT * FROM volumes WHERE name = ?", name);
+        if (row === undefined) {
+          throw new VolumeNotFoundError(`Cannot resize volume "${name}": it does not exist`);
+        }
+        const volume = volumeOf(row);
+        checkNotShrinking(volume, sizeBytes);
+        if (sizeBytes === volume.sizeBytes) return volume;
+        const updated = this.#get(
+          "UPDATE volumes SET size_bytes = ? WHERE id = ? RETURNING *",
+          sizeBytes,
+          volume.id,
+        );
+        if (updated === undefined) throw corrupt("id", undefined);
+        return volumeOf(updated);
+      });
     });
   }
 

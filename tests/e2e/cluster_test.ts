@@ -183,6 +183,13 @@ clusterTest(
     assert.ok(read.get('torus_nbd_request_bytes_total{command="read"}')! >= 128 * MiB);
     assert.ok(read.get("torus_distributor_block_peer_blocks")! >= 128, "read from the nodes");
     assert.equal(read.get("torus_distributor_block_request_failures"), 0);
+    // Grown in etcd while the clients run: a new connection sees the new size, data intact.
+    assert.match(await c.torusctlOk("volume", "resize", "v", "192MiB"), /to 192 MiB/);
+    const info = JSON.parse((await runClientOk("nbdinfo", ["--json", b.uri("v")])).stdout);
+    assert.equal(info.exports[0]["export-size"], 192 * MiB);
+    const grown = new Uint8Array(192 * MiB);
+    grown.set(expected);
+    await assertVolume(c, a.uri("v"), grown, "read after the resize");
     // Two copies of every block: about 2 x 64 MiB across the nodes, as their heartbeats report.
     const deadline = Date.now() + 15_000;
     for (;;) {

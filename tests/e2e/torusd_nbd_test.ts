@@ -78,3 +78,53 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("torusctl volume resize: grows a volume torusd serves; new connections see it; bad sizes change nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "torusd-resize-" });
+  const dataDir = join(dir, "data");
+  const ctl = (...args: string[]) => run("torusctl", [...args, "--data-dir", dataDir]);
+  const daemon = await startTorusd(dataDir, ["--auto-init", "--size", "128MiB"]);
+  try {
+    assert.equal((await ctl("volume", "create-block", "vol1", "8MiB")).code, 0);
+    const uri = `nbd://127.0.0.1:${daemon.port}/vol1`;
+    const sizeOf = async () =>
+      JSON.parse((await runToolOk("nbdinfo", ["--json", uri])).stdout).exports[0]["export-size"];
+    const source = await randomFile(dir, "source.bin", 8 * 1024 * 1024);
+    await runToolOk("nbdcopy", ["--flush", source, uri]);
+
+    let resized = await ctl("volume", "resize", "vol1", "16MiB");
+    assert.equal(resized.code, 0, resized.stderr);
+    assert.match(resized.stdout, /resized volume "vol1" from 8 MiB to 16 MiB/);
+    assert.equal(await sizeOf(), 16 * 1024 * 1024);
+    resized = await ctl("block", "resize", "vol1", "+4MiB");
+    assert.equal(resized.code, 0, resized.stderr);
+    assert.equal(await sizeOf(), 20 * 1024 * 1024);
+
+    for (
+      const [args, pattern] of [
+        [["vol1", "1MiB"], /shrink/],
+        [["vol1", "12XB"], /12XB/],
+        [["nope", "1GiB"], /"nope".*does not exist/],
+        [["vol1"], /NAME \[\+\]SIZE|argument/i],
+      ] as const
+    ) {
+      const bad = await ctl("volume", "resize", ...args);
+      assert.notEqual(bad.code, 0, args.join(" "));
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+      assert.match(bad.stderr, pattern);
+    }
+    assert.equal(await sizeOf(), 20 * 1024 * 1024, "refused resizes changed nothing");
+
+    // The old bytes are intact and the new ones read as zeros.
+    const out = join(dir, "out.bin");
+    await runToolOk("nbdcopy", [uri, out]);
+    const got = await Deno.readFile(out);
+    assert.equal(got.length, 20 * 1024 * 1024);
+    assert.deepEqual(got.subarray(0, 8 * 1024 * 1024), await Deno.readFile(source));
+    assert.ok(got.subarray(8 * 1024 * 1024).every((byte) => byte === 0));
+    await stopTorusdCleanly(daemon);
+  } finally {
+    await stopTorusd(daemon);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
