@@ -27,6 +27,7 @@ import {
   planInitialize,
   resizeVolume,
   restoreVolumeSnapshot,
+  scrubStore,
 } from "../lib/ctl/volume_ops.ts";
 import { LocalNode } from "../lib/node/local_node.ts";
 import type { TorusNode } from "../lib/node/torus_node.ts";
@@ -46,6 +47,7 @@ import { SystemClock } from "../lib/clock.ts";
 import { stderrLogger } from "../lib/log.ts";
 import { formatSize } from "../lib/size.ts";
 import { VERSION } from "../lib/version.ts";
+import { TorusError } from "../lib/errors.ts";
 
 const GLOBAL: Record<string, FlagSpec> = {
   ...ETCD_FLAGS,
@@ -512,6 +514,31 @@ const root: Command = {
           }
           const result = await collectGarbage(await node.volumes());
           print(`deleted ${result.deletedBlocks} blocks, kept ${result.keptBlocks}`);
+        }),
+    },
+    {
+      name: "scrub",
+      summary: "verify every stored block's checksums now (needs torusd stopped; torusd scrubs)",
+      run: ({ flags }) =>
+        withNode(flags, async (node) => {
+          if (node instanceof ClusterAdmin) {
+            throw new UsageError(
+              "in a cluster every torusd scrubs its own block store (torusd --scrub-rate): nothing to run",
+            );
+          }
+          const result = await scrubStore(await node.volumes());
+          print(
+            `checked ${result.checkedBlocks + result.corruptBlocks + result.failedBlocks} blocks ` +
+              `(${formatSize(result.bytes)}): ${result.corruptBlocks} corrupt, ` +
+              `${result.failedBlocks} unreadable`,
+          );
+          for (const block of result.recentCorrupt) print(`corrupt: ${block}`);
+          if (result.corruptBlocks + result.failedBlocks > 0) {
+            throw new TorusError(
+              `${result.corruptBlocks} corrupt and ${result.failedBlocks} unreadable blocks: ` +
+                "reads of them fail; restore the volumes they belong to from a copy",
+            );
+          }
         }),
     },
     {

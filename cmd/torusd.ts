@@ -26,6 +26,8 @@ Flags:
                     256B to 16MiB (default 512KiB)
   --nbd ADDR       serve volumes over NBD at HOST:PORT (export name = volume name)
   --http ADDR      serve /healthz and /metrics at HOST:PORT
+  --scrub-rate SIZE verify the stored blocks' checksums in the background at SIZE per
+                    second (default 8MiB; 0 turns scrubbing off)
 
 Cluster mode (metadata in etcd, blocks on the ring's peers), chosen by any etcd flag:
   --etcd, -C ENDPOINTS   etcd endpoints, comma separated (host:port, http://, https://)
@@ -56,6 +58,7 @@ async function main(args: string[]): Promise<number> {
         "block-size": { type: "string" },
         nbd: { type: "string", default: "" },
         http: { type: "string", default: "" },
+        "scrub-rate": { type: "string" },
         debug: { type: "boolean", default: false },
         etcd: { type: "string", short: "C" },
         "etcd-ca-file": { type: "string" },
@@ -119,6 +122,9 @@ async function main(args: string[]): Promise<number> {
       logger,
       nbdAddress: values.nbd || undefined,
       httpAddress: values.http || undefined,
+      scrubBytesPerSecond: values["scrub-rate"] === undefined
+        ? undefined
+        : parseSize(values["scrub-rate"]),
     });
   } catch (error) {
     return reportError("torusd", error);

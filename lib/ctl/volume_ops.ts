@@ -4,7 +4,15 @@
  *
  * @module
  */
-import { createBlockVolume, findSnapshot, restoreSnapshot } from "../block/block_volume.ts";
+import {
+  createBlockVolume,
+  findSnapshot,
+  restoreSnapshot,
+  type VolumeContext,
+} from "../block/block_volume.ts";
+import { SystemClock } from "../clock.ts";
+import { stderrLogger } from "../log.ts";
+import { Scrubber, type ScrubStatus } from "../storage/scrubber.ts";
 import { checkNewBlockSize } from "../core/sector.ts";
 import type { LockStatus, SnapshotInfo, VolumeInfo } from "../metadata/metadata_service.ts";
 import type { TorusNode } from "../node/torus_node.ts";
@@ -64,6 +72,19 @@ export async function resizeVolume(
     relative ? before.sizeBytes + sizeBytes : sizeBytes,
   );
   return { before, after };
+}
+
+/**
+ * One whole scrub pass over the context's block store (`torusctl scrub`):
+ * every stored block read and its checksums verified, corrupt ones named.
+ */
+export async function scrubStore(context: VolumeContext): Promise<ScrubStatus> {
+  const scrubber = new Scrubber({
+    store: context.store,
+    clock: new SystemClock(),
+    logger: stderrLogger("warn", "torusctl"),
+  });
+  return await scrubber.pass();
 }
 
 /** Deletes a volume; its blocks are freed by the next garbage collection. */

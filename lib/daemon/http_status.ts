@@ -22,6 +22,7 @@ import type { NbdServer, NbdServerStats } from "../nbd/server.ts";
 import type { ClusterNodeStatus } from "../node/cluster_node.ts";
 import type { PeerListenerStats } from "../peer/transport.ts";
 import type { BlockStore } from "../storage/block_store.ts";
+import type { ScrubStatus } from "../storage/scrubber.ts";
 import { GC_TRIGGERS, type GcStatsSnapshot, type GcTriggerTotals } from "./gc_stats.ts";
 import { type MetricType, PrometheusText } from "./prometheus_text.ts";
 
@@ -33,6 +34,8 @@ export interface StatusSources {
   nbd: () => NbdServer | null;
   /** The daemon's garbage collections so far; absent when it runs none. */
   gc?: () => GcStatsSnapshot;
+  /** The scrubber's totals; absent when it does not run. */
+  scrub?: () => ScrubStatus;
   /** The cluster node's ring, peers, distributor and rebalancer; absent on one machine. */
   cluster?: () => ClusterNodeStatus;
 }
@@ -76,6 +79,8 @@ export function renderMetrics(sources: StatusSources): string {
   );
   const gc = sources.gc?.();
   if (gc) renderGc(text, gc);
+  const scrub = sources.scrub?.();
+  if (scrub) renderAll(text, SCRUB, scrub);
   const cluster = sources.cluster?.();
   if (cluster) renderCluster(text, cluster);
   const nbd = sources.nbd();
@@ -291,6 +296,46 @@ function renderCluster(text: PrometheusText, status: ClusterNodeStatus): void {
   if (status.peerListener) renderAll(text, PEER_LISTENER, status.peerListener);
   if (status.rebalance) renderAll(text, REBALANCE, status.rebalance);
 }
+
+const SCRUB: readonly MetricOf<ScrubStatus>[] = [
+  [
+    "counter",
+    "torus_scrub_passes_total",
+    "Scrub passes over the local store finished.",
+    (s) => s.passes,
+  ],
+  [
+    "counter",
+    "torus_scrub_checked_blocks_total",
+    "Blocks the scrubber read and found intact.",
+    (s) => s.checkedBlocks,
+  ],
+  [
+    "counter",
+    "torus_scrub_corrupt_blocks_total",
+    "Blocks the scrubber found corrupt (found again by each pass while they stay).",
+    (s) => s.corruptBlocks,
+  ],
+  [
+    "counter",
+    "torus_scrub_failed_blocks_total",
+    "Blocks the scrubber could not read for another reason.",
+    (s) => s.failedBlocks,
+  ],
+  ["counter", "torus_scrub_bytes_total", "Bytes the scrubber read.", (s) => s.bytes],
+  [
+    "gauge",
+    "torus_scrub_pass_done_ratio",
+    "How far the pass running now is (1 when resting).",
+    (s) => s.passBlocks === 0 ? 1 : s.passDoneBlocks / s.passBlocks,
+  ],
+  [
+    "gauge",
+    "torus_scrub_last_pass_finish_timestamp_seconds",
+    "When the last pass finished, in seconds since the epoch (0: never).",
+    (s) => s.lastPassFinishMs / 1000,
+  ],
+];
 
 const GC_PER_TRIGGER: readonly MetricOf<GcTriggerTotals>[] = [
   [

@@ -20,6 +20,8 @@ import { formatNbdLogEntry } from "../nbd/log.ts";
 import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
 import { MallocTuning } from "./malloc_tuning.ts";
+import type { BlockStore } from "../storage/block_store.ts";
+import { SCRUB_BYTES_PER_SECOND_DEFAULT, Scrubber, type ScrubStatus } from "../storage/scrubber.ts";
 import { GcStats, type GcStatsSnapshot, type GcTrigger, runCountedCollection } from "./gc_stats.ts";
 
 /** The NBD port when an address names none. */
@@ -75,6 +77,11 @@ export interface TorusdOptions {
   /** Serve `/healthz` and `/metrics` at this address; none when absent. */
   httpAddress?: string;
   /**
+   * Scrub the local block store at this many bytes per second (default
+   * {@linkcode SCRUB_BYTES_PER_SECOND_DEFAULT}); 0 turns scrubbing off.
+   */
+  scrubBytesPerSecond?: number;
+  /**
    * Cluster mode: the metadata is etcd's, blocks are placed on the ring's
    * peers. Embedded mode (the data directory's own metadata) when absent.
    */
@@ -109,6 +116,8 @@ export class Torusd {
   #http: Deno.HttpServer<Deno.NetAddr> | null = null;
   /** The C heap's arena cap and periodic trim (`malloc_tuning.ts`). */
   #malloc: MallocTuning;
+  #scrubber: Scrubber | null = null;
+  #scrubbing: Promise<void> | null = null;
 
   private constructor(
     node: LocalNode | ClusterNode,
@@ -163,6 +172,7 @@ export class Torusd {
         "info",
         `serving ${options.dataDir}: ${volumes.store.numBlocks()} blocks of ${volumes.store.blockSizeBytes} bytes, ${volumes.store.usedBlocks()} used`,
       );
+      daemon.#startScrub(volumes.store);
       if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
       if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
       daemon.#scheduleGc();
@@ -214,6 +224,7 @@ export class Torusd {
           "the ring has no members yet: no I/O is possible until nodes join (torusd --auto-join, or torusctl peer add)",
         );
       }
+      if (node.isStorageNode) daemon.#startScrub(local);
       if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
       if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
       daemon.#scheduleGc();
@@ -261,6 +272,7 @@ export class Torusd {
         metadata: this.node.metadata,
         nbd: () => this.#nbd,
         gc: () => this.#gcStats.snapshot(),
+        scrub: this.#scrubber ? this.#scrubber.status.bind(this.#scrubber) : undefined,
         cluster: this.node instanceof ClusterNode ? this.node.status.bind(this.node) : undefined,
       },
       hostname,
@@ -270,6 +282,24 @@ export class Torusd {
       "info",
       `HTTP status on http://${hostname}:${this.#http.addr.port}/metrics`,
     );
+  }
+
+  /** Starts scrubbing `store` in the background, unless the rate is 0. */
+  #startScrub(store: BlockStore): void {
+    const rate = this.#options.scrubBytesPerSecond ?? SCRUB_BYTES_PER_SECOND_DEFAULT;
+    if (rate === 0) return;
+    this.#scrubber = new Scrubber({
+      store,
+      clock: this.#options.clock,
+      logger: this.#options.logger,
+      bytesPerSecond: rate,
+    });
+    this.#scrubbing = this.#scrubber.run();
+  }
+
+  /** The scrubber's totals, when it runs. */
+  get scrubStatus(): ScrubStatus | null {
+    return this.#scrubber?.status() ?? null;
   }
 
   #scheduleGc(): void {
@@ -307,6 +337,8 @@ export class Torusd {
     if (this.#closed) return;
     this.#closed = true;
     this.#options.clock.clearTimer(this.#gcTimer);
+    this.#scrubber?.stop();
+    await this.#scrubbing;
     await this.#gcRunning;
     await this.#http?.shutdown();
     await this.#nbd?.close();

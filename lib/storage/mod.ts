@@ -7,6 +7,8 @@
  *   reads and writes run on {@linkcode IoThread} (`io_thread.ts`).
  * - `memory_block_store.ts`: {@linkcode MemoryBlockStore}, for tests.
  * - `store_size.ts`: the byte size of a store from a `--size` request.
+ * - `scrubber.ts`: {@linkcode Scrubber}, background verification of every
+ *   stored block's checksums.
  *
  * @module
  */
@@ -41,3 +43,15 @@ export {
 } from "./io_thread.ts";
 export { MemoryBlockStore, type MemoryBlockStoreOptions } from "./memory_block_store.ts";
 export { filesystemSizeBytes, resolveStoreSizeBytes, STORE_BLOCKS_MIN } from "./store_size.ts";
+export {
+  describeRef,
+  SCRUB_BATCH_BYTES,
+  SCRUB_BYTES_PER_SECOND_DEFAULT,
+  SCRUB_RECENT_CORRUPT_MAX,
+  SCRUB_RECHECK_DELAY_MS,
+  SCRUB_REST_MS,
+  type ScrubBatch,
+  Scrubber,
+  type ScrubberOptions,
+  type ScrubStatus,
+} from "./scrubber.ts";
