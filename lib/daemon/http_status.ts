@@ -318,6 +318,12 @@ const SCRUB: readonly MetricOf<ScrubStatus>[] = [
   ],
   [
     "counter",
+    "torus_scrub_repaired_blocks_total",
+    "Corrupt blocks the scrubber rewrote from a peer's good copy.",
+    (s) => s.repairedBlocks,
+  ],
+  [
+    "counter",
     "torus_scrub_failed_blocks_total",
     "Blocks the scrubber could not read for another reason.",
     (s) => s.failedBlocks,

@@ -21,6 +21,7 @@ import { NbdServer } from "../nbd/server.ts";
 import { serveStatus } from "./http_status.ts";
 import { MallocTuning } from "./malloc_tuning.ts";
 import type { BlockStore } from "../storage/block_store.ts";
+import type { BlockRef } from "../core/block_ref.ts";
 import { SCRUB_BYTES_PER_SECOND_DEFAULT, Scrubber, type ScrubStatus } from "../storage/scrubber.ts";
 import { GcStats, type GcStatsSnapshot, type GcTrigger, runCountedCollection } from "./gc_stats.ts";
 
@@ -224,7 +225,9 @@ export class Torusd {
           "the ring has no members yet: no I/O is possible until nodes join (torusd --auto-join, or torusctl peer add)",
         );
       }
-      if (node.isStorageNode) daemon.#startScrub(local);
+      if (node.isStorageNode) {
+        daemon.#startScrub(local, (ref) => node.distributor.repairLocalCopy(ref));
+      }
       if (options.nbdAddress) daemon.#serveNbd(options.nbdAddress);
       if (options.httpAddress) daemon.#serveHttp(options.httpAddress);
       daemon.#scheduleGc();
@@ -284,8 +287,11 @@ export class Torusd {
     );
   }
 
-  /** Starts scrubbing `store` in the background, unless the rate is 0. */
-  #startScrub(store: BlockStore): void {
+  /**
+   * Starts scrubbing `store` in the background, unless the rate is 0; a
+   * corrupt block is rewritten with `repair` when given (a cluster node).
+   */
+  #startScrub(store: BlockStore, repair?: (ref: BlockRef) => Promise<string | null>): void {
     const rate = this.#options.scrubBytesPerSecond ?? SCRUB_BYTES_PER_SECOND_DEFAULT;
     if (rate === 0) return;
     this.#scrubber = new Scrubber({
@@ -293,6 +299,7 @@ export class Torusd {
       clock: this.#options.clock,
       logger: this.#options.logger,
       bytesPerSecond: rate,
+      repair,
     });
     this.#scrubbing = this.#scrubber.run();
   }

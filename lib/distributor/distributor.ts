@@ -1138,6 +1138,46 @@ export class Distributor implements BlockStore {
     return true;
   }
 
+  /**
+   * Rewrites this node's copy of `ref` from another peer's copy that passes
+   * its checks, after the scrubber found the local one corrupt: the ring's
+   * peers for `ref` are asked in order. Returns the uuid copied from, or null
+   * when no peer had a good copy; the local copy is then left as it was
+   * (reads keep refusing it and read another copy where there is one).
+   */
+  async repairLocalCopy(ref: BlockRef): Promise<string | null> {
+    this.#checkOpen();
+    await using _ = await this.#exclusive(ref.key());
+    let perm: PeerPermutation;
+    try {
+      perm = this.#ring.getPeers(ref);
+    } catch (error) {
+      if (error instanceof NoPeersError) return null;
+      throw error;
+    }
+    const whole = { offsetBytes: 0, lengthBytes: this.blockSizeBytes };
+    const attempts = new Map<string, Attempt>();
+    for (const uuid of perm.peers) {
+      if (uuid === this.selfUuid) continue;
+      const copy = await this.#tryRead(
+        uuid,
+        ref,
+        whole,
+        undefined,
+        this.#timeouts.readMs,
+        attempts,
+      );
+      if (copy === undefined) continue;
+      await this.#local.writeBlock(ref, copy.data);
+      return uuid;
+    }
+    this.#logger.log(
+      "debug",
+      `no good copy of ${ref.key()} to repair from: ${describeAttempts(attempts.values())}`,
+    );
+    return null;
+  }
+
   /** Records that `uuid` acknowledged a write of `ref` (or a delete) it has not flushed yet. */
   #noteUnflushed(uuid: string, ref?: BlockRef): void {
     if (uuid === this.selfUuid) return;

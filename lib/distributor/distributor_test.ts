@@ -731,3 +731,26 @@ Deno.test("Distributor: an empty ring gives NoPeersError; defaults are block and
   assert.equal(await node.deleteBlock(ref(1)), true, "and deleted");
   await assert.rejects(node.readBlock(ref(1)), NoPeersError);
 });
+
+Deno.test("Distributor.repairLocalCopy(): a corrupt local copy is rewritten from a peer's good one", async () => {
+  const cluster = await TestCluster.create({ nodes: 3, replication: 2, blockSizeBytes: BLOCK });
+  const prng = new Prng(9);
+  const r = ref(4);
+  const data = randomBlock(prng);
+  await cluster.client().writeBlock(r, data);
+  const [first, second] = cluster.owners(r);
+  const node = cluster.node(first!);
+  node.store.corruptForTest(r, 10);
+  await assert.rejects(node.store.readBlock(r), BlockCorruptError);
+  assert.equal(await drive(cluster.clock, node.distributor.repairLocalCopy(r)), second);
+  assert.deepEqual((await node.store.readBlock(r)).data, data);
+
+  // The other copy corrupt too: nothing to copy from, and the local copy is left alone.
+  node.store.corruptForTest(r, 10);
+  cluster.node(second!).store.corruptForTest(r, 20);
+  assert.equal(await drive(cluster.clock, node.distributor.repairLocalCopy(r)), null);
+  await assert.rejects(node.store.readBlock(r), BlockCorruptError);
+  // A peer that is down is passed over the same way.
+  cluster.partition(second!);
+  assert.equal(await drive(cluster.clock, node.distributor.repairLocalCopy(r)), null);
+});

@@ -11,9 +11,10 @@
  * loop paces them to a rate in bytes per second, then rests
  * {@linkcode SCRUB_REST_MS} between passes. A block that fails its check is
  * read once more after {@linkcode SCRUB_RECHECK_DELAY_MS} before it counts
- * as corrupt; it is then logged by ref and counted for `/metrics`, and the
- * store is not changed: reads keep refusing it (and, in a cluster, keep
- * reading around it to another copy).
+ * as corrupt; it is then logged by ref and counted for `/metrics`. With a
+ * `repair` (a cluster's storage node: another peer's good copy) it is
+ * rewritten; without one, or when no good copy exists, the store is not
+ * changed: reads keep refusing it (and, in a cluster, read another copy).
  *
  * @module
  */
@@ -41,14 +42,21 @@ export interface ScrubberOptions {
   logger: Logger;
   /** Pace of {@linkcode Scrubber.run}, in bytes per second (default {@linkcode SCRUB_BYTES_PER_SECOND_DEFAULT}). */
   bytesPerSecond?: number;
+  /**
+   * Rewrites a corrupt block from a good copy elsewhere; resolves to where
+   * it came from, or null when there was none. Absent: corrupt blocks stay.
+   */
+  repair?: (ref: BlockRef) => Promise<string | null>;
 }
 
 /** What one {@linkcode Scrubber.batch} did. */
 export interface ScrubBatch {
   /** Blocks read and found intact. */
   checkedBlocks: number;
-  /** Blocks that failed their check twice. */
+  /** Blocks that failed their check twice (repaired or not). */
   corruptBlocks: number;
+  /** Of those, blocks rewritten from a good copy. */
+  repairedBlocks: number;
   /** Blocks that could not be read for another reason (logged). */
   failedBlocks: number;
   /** Bytes read. */
@@ -65,6 +73,8 @@ export interface ScrubStatus {
   checkedBlocks: number;
   /** Corrupt blocks found, in all passes (a block still corrupt is found again each pass). */
   corruptBlocks: number;
+  /** Of those, blocks rewritten from a good copy. */
+  repairedBlocks: number;
   /** Blocks that could not be read for another reason. */
   failedBlocks: number;
   /** Bytes read. */
@@ -75,8 +85,8 @@ export interface ScrubStatus {
   /** When the last pass finished, in ms since the epoch (0: never). */
   lastPassFinishMs: number;
   /**
-   * Corrupt blocks found in the last pass that found any, described by
-   * {@linkcode describeRef} (at most {@linkcode SCRUB_RECENT_CORRUPT_MAX}).
+   * Corrupt blocks left unrepaired by the last pass that left any, described
+   * by {@linkcode describeRef} (at most {@linkcode SCRUB_RECENT_CORRUPT_MAX}).
    */
   recentCorrupt: string[];
 }
@@ -105,11 +115,13 @@ export class Scrubber {
   #clock: Clock;
   #logger: Logger;
   #bytesPerSecond: number;
+  #repair: ((ref: BlockRef) => Promise<string | null>) | undefined;
   #pass: { refs: BlockRef[]; next: number; corrupt: string[] } | null = null;
   #status: ScrubStatus = {
     passes: 0,
     checkedBlocks: 0,
     corruptBlocks: 0,
+    repairedBlocks: 0,
     failedBlocks: 0,
     bytes: 0,
     passBlocks: 0,
@@ -134,6 +146,7 @@ export class Scrubber {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#bytesPerSecond = rate;
+    this.#repair = options.repair;
     this.#buffer = new Uint8Array(options.store.blockSizeBytes);
   }
 
@@ -154,6 +167,7 @@ export class Scrubber {
     const report: ScrubBatch = {
       checkedBlocks: 0,
       corruptBlocks: 0,
+      repairedBlocks: 0,
       failedBlocks: 0,
       bytes: 0,
       passDone: false,
@@ -167,12 +181,16 @@ export class Scrubber {
       else if (outcome === "failed") report.failedBlocks++;
       else {
         report.corruptBlocks++;
-        if (pass.corrupt.length < SCRUB_RECENT_CORRUPT_MAX) pass.corrupt.push(describeRef(ref));
+        if (await this.#repaired(ref)) report.repairedBlocks++;
+        else if (pass.corrupt.length < SCRUB_RECENT_CORRUPT_MAX) {
+          pass.corrupt.push(describeRef(ref));
+        }
       }
     }
     const status = this.#status;
     status.checkedBlocks += report.checkedBlocks;
     status.corruptBlocks += report.corruptBlocks;
+    status.repairedBlocks += report.repairedBlocks;
     status.failedBlocks += report.failedBlocks;
     status.bytes += report.bytes;
     status.passDoneBlocks = pass.next;
@@ -202,17 +220,37 @@ export class Scrubber {
           );
           return "failed";
         }
-        if (attempt === 2) {
-          this.#logger.log(
-            "error",
-            `scrub: ${describeRef(ref)} is corrupt (${error.message}); reads of it fail ` +
-              "rather than return wrong bytes (in a cluster, they read another copy)",
-          );
-          return "corrupt";
-        }
+        if (attempt === 2) return "corrupt";
       }
       await this.#clock.sleep(SCRUB_RECHECK_DELAY_MS);
     }
+  }
+
+  /** Rewrites a corrupt block when there is a repair and a good copy; logs what happened. */
+  async #repaired(ref: BlockRef): Promise<boolean> {
+    const what = `scrub: ${describeRef(ref)} is corrupt`;
+    if (this.#repair !== undefined) {
+      let from: string | null;
+      try {
+        from = await this.#repair(ref);
+      } catch (error) {
+        if (error instanceof ClosedError) throw error;
+        this.#logger.log("warn", `${what}; repairing it failed: ${(error as Error).message}`);
+        from = null;
+      }
+      if (from !== null) {
+        this.#logger.log("warn", `${what}; rewrote it from the copy of ${from}`);
+        return true;
+      }
+    }
+    this.#logger.log(
+      "error",
+      `${what}; reads of it fail rather than return wrong bytes` +
+        (this.#repair === undefined
+          ? ""
+          : " (no peer had a good copy; reads go to another copy where one exists)"),
+    );
+    return false;
   }
 
   /**

@@ -53,6 +53,7 @@ Deno.test("Scrubber: a pass reads every block in batches of SCRUB_BATCH_BYTES", 
   assert.deepEqual(first, {
     checkedBlocks: SCRUB_BATCH_BYTES / BLOCK,
     corruptBlocks: 0,
+    repairedBlocks: 0,
     failedBlocks: 0,
     bytes: SCRUB_BATCH_BYTES,
     passDone: false,
@@ -90,6 +91,41 @@ Deno.test("Scrubber: a corrupt block is found, named in the log and counted; the
   // Found again by the next pass.
   const totals = await settle(scrubber.pass(), clock);
   assert.deepEqual([totals.passes, totals.corruptBlocks, totals.checkedBlocks], [2, 2, 8]);
+});
+
+Deno.test("Scrubber: with a repair, a corrupt block is rewritten from a good copy; without a copy it stays", async () => {
+  const { store, refs, clock, logs } = await setup(4);
+  const good = await store.readBlock(refs[0]!);
+  store.corruptForTest(refs[0]!, 7);
+  store.corruptForTest(refs[2]!, 7);
+  const asked: string[] = [];
+  const scrubber = new Scrubber({
+    store,
+    clock,
+    logger: { log: (level, message) => logs.push(`${level} ${message}`) },
+    repair: async (ref) => {
+      asked.push(ref.key());
+      if (ref.index !== 0) return null; // no peer holds a good copy of block 2
+      await store.writeBlock(ref, good.data);
+      return "peer-b";
+    },
+  });
+  const report = await settle(scrubber.batch(), clock);
+  assert.deepEqual(
+    [report.checkedBlocks, report.corruptBlocks, report.repairedBlocks],
+    [2, 2, 1],
+  );
+  assert.deepEqual(asked, [refs[0]!.key(), refs[2]!.key()]);
+  assert.deepEqual((await store.readBlock(refs[0]!)).data, good.data);
+  await assert.rejects(store.readBlock(refs[2]!), BlockCorruptError);
+  const status = scrubber.status();
+  assert.equal(status.repairedBlocks, 1);
+  assert.deepEqual(status.recentCorrupt, ["block 2 of INode 2 of volume id 1"]);
+  assert.match(
+    logs.join("\n"),
+    /^warn scrub: block 0 .* is corrupt; rewrote it from the copy of peer-b$/m,
+  );
+  assert.match(logs.join("\n"), /^error scrub: block 2 .*\(no peer had a good copy;/m);
 });
 
 Deno.test("Scrubber: a block that fails once and then reads intact is not corrupt; deleted blocks are skipped", async () => {

@@ -11,6 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DATA_FILE_NAME } from "../../lib/storage/file_block_store.ts";
 import { randomFile } from "../nbd/_tools.ts";
 import { type TestCluster, withCluster } from "./_cluster.ts";
 import {
@@ -206,6 +207,61 @@ clusterTest(
     await c.stopClient(a);
     await c.stopClient(b);
   },
+);
+
+clusterTest(
+  "cluster: a byte flipped in a node's stored block is found by its scrubber and rewritten from a peer",
+  90_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const client = await c.startClient();
+    const source = await randomFile(c.dir, "source.bin", 32 * MiB);
+    await runClientOk("nbdcopy", ["--flush", source, client.uri("v")]);
+    await c.stopClient(client);
+    // 64 blocks of data, two copies over three nodes: slot 5 of node 1 holds one of them.
+    await c.stopNode(1);
+    const path = join(c.nodes[1]!.dataDir, "block", DATA_FILE_NAME);
+    const file = await Deno.open(path, { read: true, write: true });
+    try {
+      const at = 5 * BLOCK + 12_345;
+      const byte = new Uint8Array(1);
+      await file.seek(at, Deno.SeekMode.Start);
+      await file.read(byte);
+      byte[0] = byte[0]! ^ 0x81;
+      await file.seek(at, Deno.SeekMode.Start);
+      await file.write(byte);
+    } finally {
+      file.close();
+    }
+    await c.startNode(1);
+    /** Node 1's /metrics once its scrubber has finished a pass. */
+    const afterPass = async () => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const metrics = await metricsOf(c.nodes[1]!.httpUrl!);
+        if (metrics.get("torus_scrub_passes_total")! >= 1) return metrics;
+        assert.ok(Date.now() < deadline, "no scrub pass within 30 s");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    };
+    let metrics = await afterPass();
+    assert.equal(metrics.get("torus_scrub_corrupt_blocks_total"), 1);
+    assert.equal(metrics.get("torus_scrub_repaired_blocks_total"), 1);
+    assert.match(
+      c.nodes[1]!.process!.log.join("\n"),
+      /scrub: block \d+ of INode \d+ of volume id 1 is corrupt; rewrote it from the copy of /,
+    );
+    // The rewritten copy is good: after a clean restart, node 1's next pass finds nothing.
+    await c.stopNode(1);
+    await c.startNode(1);
+    metrics = await afterPass();
+    assert.equal(metrics.get("torus_scrub_corrupt_blocks_total"), 0);
+    assert.ok(metrics.get("torus_scrub_checked_blocks_total")! >= 32, "node 1 holds its share");
+    const reader = await c.startClient();
+    await assertVolume(c, reader.uri("v"), await Deno.readFile(source), "after the repair");
+    await c.stopClient(reader);
+  },
+  { nodeArgs: ["--scrub-rate", "256MiB"] },
 );
 
 /** libnbd prints the server's error message (why an open was refused) only in debug mode. */
