@@ -39,6 +39,9 @@ Cluster mode (metadata in etcd, blocks on the ring's peers), chosen by any etcd 
   --peer-address URL     serve blocks to peers at tdp://HOST:PORT (default port 40000);
                          without it this torusd is a client of the cluster
   --auto-join            add this node to the ring when it is not a member
+  --auto-evict-after SECONDS  remove a ring member down this long, so that its blocks are
+                         copied back to full replication (default 600; 0: never, an
+                         operator runs torusctl peer remove --force)
   --read-level LEVEL     block (default), seq or spread
   --write-level LEVEL    all (default), one or local
   --read-cache-size SIZE memory for blocks read from peers (default 50MiB, 0 disables)
@@ -68,6 +71,7 @@ async function main(args: string[]): Promise<number> {
         profile: { type: "string" },
         "peer-address": { type: "string" },
         "auto-join": { type: "boolean", default: false },
+        "auto-evict-after": { type: "string" },
         "read-level": { type: "string", default: "block" },
         "write-level": { type: "string", default: "all" },
         "read-cache-size": { type: "string", default: "50MiB" },
@@ -93,6 +97,7 @@ async function main(args: string[]): Promise<number> {
   let daemon: Torusd;
   try {
     const clock = new SystemClock();
+    const autoEvictAfterMs = parseSeconds("--auto-evict-after", values["auto-evict-after"]);
     let cluster: TorusdClusterOptions | undefined;
     if (clusterRequested(values)) {
       if (values["block-size"] !== undefined) {
@@ -105,9 +110,15 @@ async function main(args: string[]): Promise<number> {
         ...await clusterNodeOptions(values, { clock, logger }),
         peerAddress: values["peer-address"],
         autoJoin: values["auto-join"],
+        autoEvictAfterMs,
       };
-    } else if (values["peer-address"] !== undefined || values["auto-join"]) {
-      console.error("torusd: --peer-address and --auto-join need a cluster: give --etcd HOST:PORT");
+    } else if (
+      values["peer-address"] !== undefined || values["auto-join"] ||
+      values["auto-evict-after"] !== undefined
+    ) {
+      console.error(
+        "torusd: --peer-address, --auto-join and --auto-evict-after need a cluster: give --etcd HOST:PORT",
+      );
       return 2;
     }
     daemon = await Torusd.start({
@@ -147,6 +158,19 @@ async function main(args: string[]): Promise<number> {
   logger.log("info", "shutting down");
   await daemon.close();
   return 0;
+}
+
+/**
+ * Milliseconds from a flag's whole number of seconds; undefined when absent.
+ *
+ * @throws {RangeError} naming the flag on anything but a whole number.
+ */
+function parseSeconds(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new RangeError(`Cannot parse ${flag} "${text}": expected a whole number of seconds`);
+  }
+  return Number(text) * 1000;
 }
 
 function printNextSteps(flag: string, nbd: string): void {

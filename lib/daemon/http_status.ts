@@ -191,6 +191,12 @@ const CLUSTER: readonly MetricOf<ClusterNodeStatus>[] = [
     "Heartbeats that failed (metadata unreachable, lease lost).",
     (s) => s.failedHeartbeats,
   ],
+  [
+    "counter",
+    "torus_server_evictions_total",
+    "Ring members this node removed after they were down too long.",
+    (s) => s.evictions,
+  ],
 ];
 
 const DISTRIBUTOR: readonly MetricOf<DistributorStats>[] = [

@@ -107,6 +107,7 @@ Deno.test("renderMetrics: a cluster node's ring, peers, distributor and rebalanc
     livePeers: 4,
     heartbeats: 12,
     failedHeartbeats: 1,
+    evictions: 1,
     distributor: {
       cacheHits: 5,
       localReads: 10,
@@ -136,6 +137,7 @@ Deno.test("renderMetrics: a cluster node's ring, peers, distributor and rebalanc
     ["torus_server_peers_total", 4],
     ["torus_server_heartbeats", 12],
     ["torus_server_heartbeat_failures", 1],
+    ["torus_server_evictions_total", 1],
     ["torus_distributor_block_requests_total", 37],
     ["torus_distributor_block_cached_blocks", 5],
     ["torus_distributor_block_local_blocks", 10],

@@ -101,6 +101,7 @@ export type TorusdClusterOptions = Pick<
   | "readLevel"
   | "writeLevel"
   | "readCacheBytes"
+  | "autoEvictAfterMs"
 >;
 
 /** A running daemon. */

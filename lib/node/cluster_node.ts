@@ -41,6 +41,7 @@ import { MemoryBlockStore } from "../storage/memory_block_store.ts";
 import { resolveStoreSizeBytes } from "../storage/store_size.ts";
 import { dataDirPaths, ensureDataDir, readOrCreateUuid } from "./data_dir.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
+import { AUTO_EVICT_AFTER_MS_DEFAULT, DownTracker } from "./down_tracker.ts";
 import { retryingMetadata } from "../metadata/retrying_metadata.ts";
 import type { TorusNode } from "./torus_node.ts";
 
@@ -73,6 +74,8 @@ export interface ClusterNodeStatus {
   heartbeats: number;
   /** Heartbeats that failed (etcd unreachable, lease lost). */
   failedHeartbeats: number;
+  /** Ring members this node removed after they were down too long. */
+  evictions: number;
   /** The distributor's counters. */
   distributor: DistributorStats;
   /** The peer listener's load; null on a client or when the transport cannot tell. */
@@ -107,6 +110,13 @@ export interface ClusterNodeOptions {
   readCacheBytes?: number;
   /** A client's local store size, in bytes. */
   writeCacheBytes?: number;
+  /**
+   * On a storage node: remove a ring member that has been down this long,
+   * in milliseconds, so that its blocks are copied back to full replication
+   * (default {@linkcode AUTO_EVICT_AFTER_MS_DEFAULT}; 0 never: an operator
+   * runs `torusctl peer remove --force`). See `down_tracker.ts`.
+   */
+  autoEvictAfterMs?: number;
 }
 
 /** A process in a cluster. */
@@ -128,6 +138,8 @@ export class ClusterNode implements TorusNode {
   #leaseLost = false;
   #heartbeatTimer = 0;
   #heartbeats = 0;
+  #down = new DownTracker();
+  #evictions = 0;
   #failedHeartbeats = 0;
   #heartbeat: Promise<void> | null = null;
   #unwatch: () => void = () => {};
@@ -267,6 +279,7 @@ export class ClusterNode implements TorusNode {
       livePeers: this.#peers.size,
       heartbeats: this.#heartbeats,
       failedHeartbeats: this.#failedHeartbeats,
+      evictions: this.#evictions,
       distributor: this.distributor.stats(),
       peerListener: this.#listener?.stats?.() ?? null,
       rebalance: this.rebalanceStatus(),
@@ -423,6 +436,50 @@ export class ClusterNode implements TorusNode {
       protocolVersion: PROTOCOL_VERSION,
     });
     await this.refreshPeers();
+    try {
+      await this.#evictIfDown();
+    } catch (error) {
+      this.#options.logger.log("warn", `auto-evict skipped: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * On a storage node, removes from the ring the member that has been down
+   * longest once it has been down {@linkcode ClusterNodeOptions.autoEvictAfterMs}
+   * (see `down_tracker.ts` for when it holds back). The ring is re-read and
+   * swapped by compare-and-swap: when several nodes decide at once, one wins
+   * and the others see the new ring.
+   */
+  async #evictIfDown(): Promise<void> {
+    const afterMs = this.#options.autoEvictAfterMs ?? AUTO_EVICT_AFTER_MS_DEFAULT;
+    if (afterMs <= 0 || !this.isStorageNode) return;
+    const ring = this.distributor.ring;
+    const members = ring.members().map((member) => member.uuid);
+    const nowMs = this.#options.clock.nowMs();
+    this.#down.observe(nowMs, members, new Set(this.#peers.keys()));
+    const uuid = this.#down.candidate(nowMs, afterMs, { members, replication: ring.replication });
+    if (uuid === null) return;
+    const record = await this.metadata.getRing();
+    const current = unmarshalRing(record.bytes);
+    if (!isMutableRing(current) || !current.members().some((member) => member.uuid === uuid)) {
+      return;
+    }
+    const next = current.removePeers([uuid]);
+    try {
+      await this.metadata.setRing({ version: next.version, bytes: next.marshal() });
+    } catch (error) {
+      if (error instanceof ConflictError) return; // another node changed the ring first
+      throw error;
+    }
+    this.#onRing({ version: next.version, bytes: next.marshal() });
+    this.#evictions++;
+    const downMinutes = (nowMs - this.#down.downSinceMs(uuid)!) / 60_000;
+    this.#options.logger.log(
+      "warn",
+      `removed node ${uuid} from the ring (version ${next.version}): down for ${
+        downMinutes.toFixed(1)
+      } min; its blocks are being copied to their new owners`,
+    );
   }
 
   /** Reloads the live peers (addresses the distributor dials). */

@@ -264,6 +264,47 @@ clusterTest(
   { nodeArgs: ["--scrub-rate", "256MiB"] },
 );
 
+clusterTest(
+  "cluster: a node killed for good is evicted from the ring and its blocks copied back to two copies",
+  150_000,
+  async (c) => {
+    await c.torusctlOk("volume", "create-block", "v", "32MiB");
+    const client = await c.startClient();
+    const source = await randomFile(c.dir, "source.bin", 32 * MiB);
+    await runClientOk("nbdcopy", ["--flush", source, client.uri("v")]);
+    await c.stopClient(client);
+    const gone = c.nodes[2]!.uuid;
+    await c.killNode(2);
+    // Its lease runs out (30 s), then a node's next heartbeat sees it down for the delay (1 s).
+    const deadline = Date.now() + 90_000;
+    let ring = await c.torusctlOk("ring", "get");
+    while (ring.includes(gone)) {
+      assert.ok(Date.now() < deadline, `node ${gone} still in the ring after 90 s:\n${ring}`);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      ring = await c.torusctlOk("ring", "get");
+    }
+    assert.match(ring, /^Version: 5$/m, "one change: the eviction");
+    const evictions = await Promise.all(
+      [0, 1].map(async (index) =>
+        (await metricsOf(c.nodes[index]!.httpUrl!)).get("torus_server_evictions_total")!
+      ),
+    );
+    assert.equal(evictions[0]! + evictions[1]!, 1, "exactly one node evicted it");
+    // The two left hold two copies of every block: about 2 x 32 MiB between them.
+    for (;;) {
+      const used = (await c.listPeers()).filter((row) => row.member === "OK")
+        .map((row) => row.usedBytes! / MiB);
+      if (used.length === 2 && used.every((mib) => mib >= 32)) break;
+      assert.ok(Date.now() < deadline, `used ${used.join(", ")} MiB: not back to two copies`);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    const reader = await c.startClient();
+    await assertVolume(c, reader.uri("v"), await Deno.readFile(source), "after the eviction");
+    await c.stopClient(reader);
+  },
+  { nodeArgs: ["--auto-evict-after", "1"] },
+);
+
 /** libnbd prints the server's error message (why an open was refused) only in debug mode. */
 const DEBUG = { env: { LIBNBD_DEBUG: "1" } };
 /** What the server says when another client holds the volume. */
