@@ -16,6 +16,7 @@ import {
 } from "../lib/config/etcd_flags.ts";
 import { saveProfile, viewCliConfig } from "../lib/config/profile.ts";
 import { dumpVolume, loadVolume } from "../lib/ctl/dump_load.ts";
+import { applyDiff, exportDiff } from "../lib/ctl/volume_diff.ts";
 import {
   createSnapshot,
   createVolume,
@@ -192,7 +193,7 @@ const progressFlag: Record<string, FlagSpec> = {
 
 const block: Command = {
   name: "block",
-  summary: "block volume data: create, resize, snapshot, dump and load",
+  summary: "block volume data: create, resize, snapshot, dump, load, diff and apply-diff",
   subcommands: [
     { ...volumeCreate, name: "create" },
     volumeResize,
@@ -239,6 +240,62 @@ const block: Command = {
           } finally {
             reader.releaseLock();
             await file.readable.cancel().catch(() => {});
+          }
+        }),
+    },
+    {
+      name: "diff",
+      summary: "write what changed in VOLUME@TO since --from SNAPSHOT (all of it without) " +
+        "to a file, or to stdout with -",
+      usage: "VOLUME@TO FILE|-",
+      args: [2, 2],
+      flags: {
+        from: {
+          type: "string",
+          description: "the older snapshot of the same volume",
+          valueName: "SNAPSHOT",
+        },
+      },
+      run: ({ flags, args }) =>
+        withNode(flags, async (node) => {
+          const toStdout = args[1] === "-";
+          const file = toStdout
+            ? null
+            : await Deno.open(args[1]!, { write: true, create: true, truncate: true });
+          const writer = (file ? file.writable : Deno.stdout.writable).getWriter();
+          try {
+            const from = flags.from === undefined ? undefined : String(flags.from);
+            const summary = await exportDiff(node, args[0]!, from, writer);
+            console.error(
+              `wrote ${summary.dataBlocks} changed blocks, ${summary.zeroBlocks} trimmed, ` +
+                `${summary.unchangedBlocks} unchanged (${formatSize(summary.streamBytes)})`,
+            );
+          } finally {
+            await writer.close().catch(() => {});
+          }
+        }),
+    },
+    {
+      name: "apply-diff",
+      summary: "apply a diff from block diff to VOLUME (at the diff's FROM snapshot, or new), " +
+        "then snapshot it as TO",
+      usage: "FILE|- VOLUME",
+      args: [2, 2],
+      run: ({ flags, args }) =>
+        withNode(flags, async (node) => {
+          const file = args[0] === "-" ? null : await Deno.open(args[0]!);
+          const readable = file ? file.readable : Deno.stdin.readable;
+          const reader = readable.getReader();
+          try {
+            const summary = await applyDiff(node, reader, args[1]!);
+            print(
+              `applied ${summary.from === "" ? "" : `${summary.from}..`}${summary.to} to ` +
+                `"${summary.volume}": ${formatSize(summary.dataBytes)} written, ` +
+                `${formatSize(summary.zeroBytes)} zeroed; snapshot ${summary.volume}@${summary.to}`,
+            );
+          } finally {
+            reader.releaseLock();
+            await readable.cancel().catch(() => {});
           }
         }),
     },

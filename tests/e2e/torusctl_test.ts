@@ -46,6 +46,31 @@ Deno.test("torusctl: init, create, list, snapshot, load, dump and delete in a da
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length > 0, true);
 
+    // A diff of the snapshot from nothing, applied through stdin, makes an identical copy.
+    const diff = join(dir, "before.diff");
+    r = await run("torusctl", ["block", "diff", "vol2@before", diff, ...dd]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /wrote \d+ changed blocks, 0 trimmed/);
+    r = await run(
+      "torusctl",
+      ["block", "apply-diff", "-", "copy", ...dd],
+      await Deno.readFile(diff),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /applied before to "copy": .* written, 0 B zeroed; snapshot copy@before/,
+    );
+    r = await run("torusctl", ["block", "dump", "copy", join(dir, "copy.img"), ...dd]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await Deno.readFile(join(dir, "copy.img")), dumped);
+    r = await run("torusctl", ["block", "apply-diff", source, "other", ...dd]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /not a Torus diff/);
+    r = await run("torusctl", ["volume", "delete", "copy", ...dd]);
+    assert.equal(r.code, 0, r.stderr);
+
     r = await run("torusctl", ["block", "snapshot", "delete", "vol2@before", ...dd]);
     assert.equal(r.code, 0, r.stderr);
     r = await run("torusctl", ["volume", "delete", "vol2", ...dd]);
