@@ -8,6 +8,7 @@ import { type Command, type FlagSpec, print, runCommand, UsageError } from "../l
 import { progressBar } from "../lib/cli/progress.ts";
 import { type OutputFormat, parseOutputFormat, renderListing } from "../lib/cli/table.ts";
 import { collectGarbage } from "../lib/block/gc.ts";
+import type { VolumeContext } from "../lib/block/block_volume.ts";
 import {
   configPathFromFlags,
   ETCD_FLAGS,
@@ -89,6 +90,17 @@ async function withNode<T>(
   } finally {
     await node.close();
   }
+}
+
+/**
+ * The volumes of a data directory's own block store, for commands that work
+ * on it directly.
+ *
+ * @throws {UsageError} with `inCluster` on a cluster, where each torusd does it.
+ */
+async function localVolumes(node: TorusNode, inCluster: string): Promise<VolumeContext> {
+  if (node instanceof ClusterAdmin) throw new UsageError(inCluster);
+  return await node.volumes();
 }
 
 function format(flags: Flags): OutputFormat {
@@ -564,12 +576,11 @@ const root: Command = {
       summary: "delete blocks no volume or snapshot references (needs torusd stopped)",
       run: ({ flags }) =>
         withNode(flags, async (node) => {
-          if (node instanceof ClusterAdmin) {
-            throw new UsageError(
-              "in a cluster every torusd collects its own block store each minute: nothing to run",
-            );
-          }
-          const result = await collectGarbage(await node.volumes());
+          const context = await localVolumes(
+            node,
+            "in a cluster every torusd collects its own block store each minute: nothing to run",
+          );
+          const result = await collectGarbage(context);
           print(`deleted ${result.deletedBlocks} blocks, kept ${result.keptBlocks}`);
         }),
     },
@@ -578,12 +589,11 @@ const root: Command = {
       summary: "verify every stored block's checksums now (needs torusd stopped; torusd scrubs)",
       run: ({ flags }) =>
         withNode(flags, async (node) => {
-          if (node instanceof ClusterAdmin) {
-            throw new UsageError(
-              "in a cluster every torusd scrubs its own block store (torusd --scrub-rate): nothing to run",
-            );
-          }
-          const result = await scrubStore(await node.volumes());
+          const context = await localVolumes(
+            node,
+            "in a cluster every torusd scrubs its own block store (torusd --scrub-rate): nothing to run",
+          );
+          const result = await scrubStore(context);
           print(
             `checked ${result.checkedBlocks + result.corruptBlocks + result.failedBlocks} blocks ` +
               `(${formatSize(result.bytes)}): ${result.corruptBlocks} corrupt, ` +

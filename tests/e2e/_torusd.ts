@@ -440,3 +440,18 @@ export async function waitUntilOpens(uri: string, timeoutMs: number): Promise<vo
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
+
+/** Flips one byte of the file at `path` at `offsetBytes` (a corruption on disk). */
+export async function flipByte(path: string, offsetBytes: number, mask = 0xff): Promise<void> {
+  const file = await Deno.open(path, { read: true, write: true });
+  try {
+    const byte = new Uint8Array(1);
+    await file.seek(offsetBytes, Deno.SeekMode.Start);
+    if ((await file.read(byte)) !== 1) throw new Error(`${path} has no byte at ${offsetBytes}`);
+    byte[0] = byte[0]! ^ mask;
+    await file.seek(offsetBytes, Deno.SeekMode.Start);
+    await file.write(byte);
+  } finally {
+    file.close();
+  }
+}

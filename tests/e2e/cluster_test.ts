@@ -16,6 +16,7 @@ import { randomFile } from "../nbd/_tools.ts";
 import { type TestCluster, withCluster } from "./_cluster.ts";
 import {
   assertSameBytes,
+  flipByte,
   holdClient,
   nbdsh,
   type NbdshProcess,
@@ -65,6 +66,16 @@ async function metricsOf(baseUrl: string): Promise<Map<string, number>> {
     samples.set(line.slice(0, space), Number(line.slice(space + 1)));
   }
   return samples;
+}
+
+/** Creates volume `name` of `sizeBytes`, fills it with random bytes through a client, flushed; returns their file. */
+async function writeVolume(c: TestCluster, name: string, sizeBytes: number): Promise<string> {
+  await c.torusctlOk("volume", "create-block", name, `${sizeBytes}`);
+  const client = await c.startClient();
+  const source = await randomFile(c.dir, `${name}.bin`, sizeBytes);
+  await runClientOk("nbdcopy", ["--flush", source, client.uri(name)]);
+  await c.stopClient(client);
+  return source;
 }
 
 /** Asserts that the volume reads as `expected` through `uri`, by hashes first. */
@@ -213,26 +224,10 @@ clusterTest(
   "cluster: a byte flipped in a node's stored block is found by its scrubber and rewritten from a peer",
   90_000,
   async (c) => {
-    await c.torusctlOk("volume", "create-block", "v", "32MiB");
-    const client = await c.startClient();
-    const source = await randomFile(c.dir, "source.bin", 32 * MiB);
-    await runClientOk("nbdcopy", ["--flush", source, client.uri("v")]);
-    await c.stopClient(client);
+    const source = await writeVolume(c, "v", 32 * MiB);
     // 64 blocks of data, two copies over three nodes: slot 5 of node 1 holds one of them.
     await c.stopNode(1);
-    const path = join(c.nodes[1]!.dataDir, "block", DATA_FILE_NAME);
-    const file = await Deno.open(path, { read: true, write: true });
-    try {
-      const at = 5 * BLOCK + 12_345;
-      const byte = new Uint8Array(1);
-      await file.seek(at, Deno.SeekMode.Start);
-      await file.read(byte);
-      byte[0] = byte[0]! ^ 0x81;
-      await file.seek(at, Deno.SeekMode.Start);
-      await file.write(byte);
-    } finally {
-      file.close();
-    }
+    await flipByte(join(c.nodes[1]!.dataDir, "block", DATA_FILE_NAME), 5 * BLOCK + 12_345, 0x81);
     await c.startNode(1);
     /** Node 1's /metrics once its scrubber has finished a pass. */
     const afterPass = async () => {
@@ -268,11 +263,7 @@ clusterTest(
   "cluster: a node killed for good is evicted from the ring and its blocks copied back to two copies",
   150_000,
   async (c) => {
-    await c.torusctlOk("volume", "create-block", "v", "32MiB");
-    const client = await c.startClient();
-    const source = await randomFile(c.dir, "source.bin", 32 * MiB);
-    await runClientOk("nbdcopy", ["--flush", source, client.uri("v")]);
-    await c.stopClient(client);
+    const source = await writeVolume(c, "v", 32 * MiB);
     const gone = c.nodes[2]!.uuid;
     await c.killNode(2);
     // Its lease runs out (30 s), then a node's next heartbeat sees it down for the delay (1 s).

@@ -10,7 +10,7 @@ import { Prng } from "../../lib/prng.ts";
 import { DATA_FILE_NAME } from "../../lib/storage/file_block_store.ts";
 import { runTool } from "../nbd/_tools.ts";
 import { run } from "./_cli.ts";
-import { startTorusd, stopTorusd, stopTorusdCleanly } from "./_torusd.ts";
+import { flipByte, startTorusd, stopTorusd, stopTorusdCleanly } from "./_torusd.ts";
 
 const KiB = 1024;
 const BLOCK = 64 * KiB;
@@ -32,21 +32,7 @@ Deno.test("scrub: a flipped byte on disk is found by torusctl scrub and by torus
     assert.equal(scrub.code, 0, scrub.stderr);
     assert.match(scrub.stdout, /^checked [1-9]\d* blocks \(.*\): 0 corrupt, 0 unreadable$/m);
 
-    const data = await Deno.open(join(dataDir, "block", DATA_FILE_NAME), {
-      read: true,
-      write: true,
-    });
-    try {
-      const at = CORRUPT_SLOT * BLOCK + 1000;
-      const byte = new Uint8Array(1);
-      await data.seek(at, Deno.SeekMode.Start);
-      assert.equal(await data.read(byte), 1);
-      byte[0] = byte[0]! ^ 0x5a;
-      await data.seek(at, Deno.SeekMode.Start);
-      assert.equal(await data.write(byte), 1);
-    } finally {
-      data.close();
-    }
+    await flipByte(join(dataDir, "block", DATA_FILE_NAME), CORRUPT_SLOT * BLOCK + 1000, 0x5a);
 
     scrub = await ctl("scrub");
     assert.notEqual(scrub.code, 0);
