@@ -19,6 +19,7 @@ import { saveProfile, viewCliConfig } from "../lib/config/profile.ts";
 import { dumpVolume, loadVolume } from "../lib/ctl/dump_load.ts";
 import { applyDiff, exportDiff } from "../lib/ctl/volume_diff.ts";
 import {
+  cloneSnapshot,
   createSnapshot,
   createVolume,
   deleteSnapshot,
@@ -205,7 +206,7 @@ const progressFlag: Record<string, FlagSpec> = {
 
 const block: Command = {
   name: "block",
-  summary: "block volume data: create, resize, snapshot, dump, load, diff and apply-diff",
+  summary: "block volume data: create, resize, snapshot, clone, dump, load, diff and apply-diff",
   subcommands: [
     { ...volumeCreate, name: "create" },
     volumeResize,
@@ -253,6 +254,17 @@ const block: Command = {
             reader.releaseLock();
             await file.readable.cancel().catch(() => {});
           }
+        }),
+    },
+    {
+      name: "clone",
+      summary: "create NEW as a copy-on-write clone of VOLUME@SNAPSHOT (nothing is copied)",
+      usage: "VOLUME@SNAPSHOT NEW",
+      args: [2, 2],
+      run: ({ flags, args }) =>
+        withNode(flags, async (node) => {
+          const clone = await cloneSnapshot(node, args[0]!, args[1]!);
+          print(`created volume "${clone.name}" (${formatSize(clone.sizeBytes)}) from ${args[0]}`);
         }),
     },
     {

@@ -189,3 +189,48 @@ export async function restoreSnapshot(
     await metadata.unlockVolume(lock);
   }
 }
+
+/**
+ * Creates volume `name` as a copy-on-write clone of snapshot `snapshot` of
+ * volume `source`: its first INode references the snapshot's blocks, so
+ * nothing is copied until either volume writes (the first write to a block
+ * copies it, as after any sync). Garbage collection keeps a block while any
+ * volume references it, also after the source is deleted
+ * (`lib/block/gc.ts`). A failure deletes the new volume again.
+ *
+ * @throws {SnapshotNotFoundError} when the snapshot does not exist.
+ * @throws {AlreadyExistsError} when `name` is taken.
+ */
+export async function cloneVolume(
+  context: VolumeContext,
+  source: string,
+  snapshot: string,
+  name: string,
+  lease: Lease,
+): Promise<VolumeInfo> {
+  const origin = await context.metadata.getVolume(source);
+  const found = await findSnapshot(context.metadata, origin, snapshot);
+  const { record } = await loadINode(context, origin, found.inode);
+  const clone = await context.metadata.createVolume(name, origin.sizeBytes);
+  try {
+    if (found.inode.inode <= 1) return clone; // never written: an empty volume is the same
+    const lock = await context.metadata.lockVolume(clone.id, lease);
+    try {
+      const ref = new INodeRef(clone.id, await context.metadata.nextINode(clone.id));
+      await context.inodes.writeINode({
+        ref,
+        replaces: 0,
+        sizeBytes: record.sizeBytes,
+        layers: record.layers,
+      });
+      await context.store.flush();
+      await context.metadata.commitINode(lock, ref);
+    } finally {
+      await context.metadata.unlockVolume(lock);
+    }
+    return clone;
+  } catch (error) {
+    await context.metadata.deleteVolume(name).catch(() => {});
+    throw error;
+  }
+}

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { FencedError, ReadOnlyError, SnapshotNotFoundError, VolumeInUseError } from "../errors.ts";
 import { Prng } from "../prng.ts";
-import { createBlockVolume, openBlockFile, openSnapshot, restoreSnapshot } from "./block_volume.ts";
+import {
+  cloneVolume,
+  createBlockVolume,
+  openBlockFile,
+  openSnapshot,
+  restoreSnapshot,
+} from "./block_volume.ts";
 import { testEnv } from "./_test_env.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -248,4 +254,50 @@ Deno.test("File.grow(): a writable file grows at once and its next sync records 
   // The sync wrote an INode of the new size.
   const head = await env.metadata.currentINode(grown.id);
   assert.equal((await env.inodes.getINode(head)).sizeBytes, 2048);
+});
+
+Deno.test("cloneVolume(): a clone reads as the snapshot; writes to either volume leave the other alone", async () => {
+  const env = await testEnv();
+  const origin = await createBlockVolume(env.metadata, "gold", 1024); // 4 blocks of 256 bytes
+  const image = new Prng(8).fill(new Uint8Array(1024));
+  let file = await openBlockFile(env, "gold", { lease: env.lease });
+  await file.writeAt(image, 0);
+  await file.close();
+  await env.metadata.saveSnapshot(origin.id, "v1");
+  const usedBefore = env.store.usedBlocks();
+  const clone = await cloneVolume(env, "gold", "v1", "vm", env.lease);
+  assert.equal(clone.sizeBytes, 1024);
+  assert.ok(env.store.usedBlocks() - usedBefore <= 1, "only the clone's INode is written");
+
+  file = await openBlockFile(env, "vm", { lease: env.lease });
+  assert.deepEqual(await file.readAt(0, 1024), image);
+  await file.writeAt(text("clone"), 10);
+  await file.close();
+  file = await openBlockFile(env, "gold", { lease: env.lease });
+  assert.deepEqual(await file.readAt(0, 1024), image, "the origin did not change");
+  await file.writeAt(text("origin"), 300);
+  await file.close();
+
+  const expected = image.slice();
+  expected.set(text("clone"), 10);
+  const reader = await openBlockFile(env, "vm", { readOnly: true });
+  assert.deepEqual(
+    await reader.readAt(0, 1024),
+    expected,
+    "the clone did not see the origin's write",
+  );
+  await reader.close();
+  const snapshot = await openSnapshot(env, "gold", "v1");
+  assert.deepEqual(await snapshot.readAt(0, 1024), image);
+  await snapshot.close();
+
+  await assert.rejects(cloneVolume(env, "gold", "nope", "vm2", env.lease), SnapshotNotFoundError);
+  await assert.rejects(cloneVolume(env, "gold", "v1", "vm", env.lease), /already exists/);
+  // A snapshot of a volume never written clones into an empty volume.
+  const empty = await createBlockVolume(env.metadata, "empty", 512);
+  await env.metadata.saveSnapshot(empty.id, "blank");
+  await cloneVolume(env, "empty", "blank", "blank-copy", env.lease);
+  const blank = await openBlockFile(env, "blank-copy", { readOnly: true });
+  assert.deepEqual(await blank.readAt(0, 512), new Uint8Array(512));
+  await blank.close();
 });

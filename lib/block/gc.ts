@@ -10,10 +10,17 @@
  * volume that, while marking, was unlocked and kept its current INode (a
  * writer that died or was fenced; a live writer always holds the lock).
  *
+ * A clone (`cloneVolume`) references blocks of the volume it was cloned
+ * from: a data block referenced by any volume's INode is live whatever
+ * volume it belongs to, also when that volume was deleted or has overwritten
+ * it since.
+ *
  * Unlike the original, any doubt keeps the block: if listing volumes fails,
  * nothing is collected; if a volume's INodes cannot be read, none of its
- * blocks are collected; a volume created after marking began (an id above
- * every id seen) is left alone.
+ * blocks are collected, and no data block that only it might reference (as
+ * a clone) is either: then only INode blocks and abandoned sessions' blocks
+ * go; a volume created after marking began (an id above every id seen) is
+ * left alone.
  *
  * @module
  */
@@ -41,19 +48,34 @@ interface VolumeMarks {
 export class GcMarks {
   #volumes: Map<number, VolumeMarks | "unknown">;
   #maxVolumeId: number;
+  /** Keys of data blocks that a volume's INodes reference across volumes (clones). */
+  #shared: Set<string>;
+  /** Whether a volume could not be marked: its references to other volumes' blocks are unknown. */
+  #anyUnknown: boolean;
 
-  constructor(volumes: Map<number, VolumeMarks | "unknown">, maxVolumeId: number) {
+  constructor(
+    volumes: Map<number, VolumeMarks | "unknown">,
+    maxVolumeId: number,
+    shared: Set<string> = new Set(),
+  ) {
     this.#volumes = volumes;
     this.#maxVolumeId = maxVolumeId;
+    this.#shared = shared;
+    this.#anyUnknown = [...volumes.values()].includes("unknown");
   }
 
   /** True only when `ref` is certainly garbage. */
   isDead(ref: BlockRef): boolean {
     const marks = this.#volumes.get(ref.volume);
     if (marks === "unknown") return false;
+    const data = ref.type === BlockType.data;
+    if (data && (this.#shared.has(ref.key()) || this.#anyUnknown)) {
+      // Referenced by a clone, or maybe by a volume that could not be marked.
+      if (marks === undefined || ref.inode <= marks.highwater) return false;
+    }
     if (marks === undefined) return ref.volume <= this.#maxVolumeId; // deleted volume
     if (ref.inode > marks.highwater) return ref.inode <= marks.abandonedUpTo;
-    if (ref.type === BlockType.inode) return !marks.inodes.has(ref.inode);
+    if (!data) return !marks.inodes.has(ref.inode);
     return !marks.data.has(ref.key());
   }
 }
@@ -73,17 +95,23 @@ export async function markLiveBlocks(context: VolumeContext): Promise<GcMarks | 
     return null;
   }
   const marks = new Map<number, VolumeMarks | "unknown">();
+  const shared = new Set<string>();
   for (const volume of volumes) {
     try {
-      marks.set(volume.id, await markVolume(context, volume));
+      marks.set(volume.id, await markVolume(context, volume, shared));
     } catch {
       marks.set(volume.id, "unknown");
     }
   }
-  return new GcMarks(marks, maxVolumeId);
+  return new GcMarks(marks, maxVolumeId, shared);
 }
 
-async function markVolume(context: VolumeContext, volume: VolumeInfo): Promise<VolumeMarks> {
+/** Marks one volume; data blocks it references of other volumes go to `shared`. */
+async function markVolume(
+  context: VolumeContext,
+  volume: VolumeInfo,
+  shared: Set<string>,
+): Promise<VolumeMarks> {
   const heads: INodeRef[] = [await context.metadata.currentINode(volume.id)];
   for (const snapshot of await context.metadata.listSnapshots(volume.id)) {
     heads.push(snapshot.inode);
@@ -94,7 +122,9 @@ async function markVolume(context: VolumeContext, volume: VolumeInfo): Promise<V
     marks.highwater = Math.max(marks.highwater, head.inode);
     if (head.inode <= 1) continue;
     const { blockset } = await loadINode(context, volume, new INodeRef(volume.id, head.inode));
-    for (const ref of blockset.blockRefs()) marks.data.add(ref.key());
+    for (const ref of blockset.blockRefs()) {
+      (ref.volume === volume.id ? marks.data : shared).add(ref.key());
+    }
   }
   // In this order: a writer that locks after the counter is read gets a
   // larger INode; one that locked before shows as in use; one that committed

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { INodeRef } from "../core/block_ref.ts";
 import type { MetadataService } from "../metadata/metadata_service.ts";
 import { OutOfSpaceError } from "../errors.ts";
-import { createBlockVolume, openBlockFile } from "./block_volume.ts";
+import { cloneVolume, createBlockVolume, openBlockFile } from "./block_volume.ts";
 import { collectGarbage } from "./gc.ts";
 import { testEnv } from "./_test_env.ts";
 
@@ -186,4 +186,60 @@ Deno.test("GC keeps a session that commits while marking is under way", async ()
   assert.ok((await reader.readAt(0, 1024)).every((b) => b === 2), "committed data survives");
   await collectGarbage(env);
   assert.ok((await reader.readAt(0, 1024)).every((b) => b === 2));
+});
+
+Deno.test("GC keeps a clone's blocks after its source overwrote them, dropped the snapshot and was deleted", async () => {
+  const env = await testEnv();
+  const source = await createBlockVolume(env.metadata, "src", 1024); // 4 blocks
+  await writeAndSync(env, "src", 1);
+  await env.metadata.saveSnapshot(source.id, "gold");
+  await cloneVolume(env, "src", "gold", "vm1", env.lease);
+  await writeAndSync(env, "src", 2); // the source's current INode no longer references them
+  await env.metadata.deleteSnapshot(source.id, "gold");
+  await collectGarbage(env);
+  const read = async (name: string) => {
+    const file = await openBlockFile(env, name, { readOnly: true });
+    const bytes = await file.readAt(0, 1024);
+    await file.close();
+    return bytes;
+  };
+  assert.ok((await read("vm1")).every((b) => b === 1), "the clone still reads the snapshot");
+  await env.metadata.deleteVolume("src");
+  const result = await collectGarbage(env);
+  // The source's own blocks (4 data, its INodes) go; the 4 the clone shares stay.
+  assert.ok(result.deletedBlocks >= 5, `deleted ${result.deletedBlocks}`);
+  assert.ok((await read("vm1")).every((b) => b === 1));
+  // The clone rewrites them: now nothing references the old ones.
+  await writeAndSync(env, "vm1", 3);
+  await collectGarbage(env);
+  assert.ok((await read("vm1")).every((b) => b === 3));
+  assert.equal(env.store.usedBlocks(), 5, "4 data blocks and an INode block of vm1");
+});
+
+Deno.test("GC with a volume it cannot mark keeps every data block a clone might reference", async () => {
+  const env = await testEnv();
+  const source = await createBlockVolume(env.metadata, "src", 1024);
+  await writeAndSync(env, "src", 1);
+  await env.metadata.saveSnapshot(source.id, "gold");
+  const clone = await cloneVolume(env, "src", "gold", "vm1", env.lease);
+  await env.metadata.deleteSnapshot(source.id, "gold");
+  await env.metadata.deleteVolume("src");
+  const used = env.store.usedBlocks();
+  // The clone's INode cannot be read: the source's data blocks may be its, so they stay.
+  const broken = new Proxy(env.inodes, {
+    get(target, property, receiver) {
+      if (property === "getINode") {
+        return (ref: INodeRef) =>
+          ref.volume === clone.id ? Promise.reject(new Error("timeout")) : target.getINode(ref);
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const result = await collectGarbage({ ...env, inodes: broken });
+  assert.ok(result.deletedBlocks <= 1, "at most the source's INode block");
+  assert.ok(env.store.usedBlocks() >= used - 1);
+  const file = await openBlockFile(env, "vm1", { readOnly: true });
+  assert.ok((await file.readAt(0, 1024)).every((b) => b === 1));
+  await file.close();
 });

@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  cloneVolume,
   createBlockVolume,
   findSnapshot,
   restoreSnapshot,
@@ -160,6 +161,21 @@ export async function deleteSnapshot(node: TorusNode, text: string): Promise<voi
   const info = await node.metadata.getVolume(volume);
   await findSnapshot(node.metadata, info, snapshot);
   await node.metadata.deleteSnapshot(info.id, snapshot);
+}
+
+/**
+ * Creates volume `name` as a copy-on-write clone of `VOLUME@SNAPSHOT`
+ * (`torusctl block clone`); it needs the block store (torusd stopped on one
+ * machine; any client in a cluster).
+ */
+export async function cloneSnapshot(
+  node: TorusNode,
+  text: string,
+  name: string,
+): Promise<VolumeInfo> {
+  const { volume, snapshot } = parseSnapshotName(text);
+  const context = await node.volumes();
+  return await cloneVolume(context, volume, snapshot, name, (await node.lease()).lease);
 }
 
 /** Makes a snapshot current; refused while the volume is in use. */

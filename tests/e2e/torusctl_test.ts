@@ -144,3 +144,36 @@ Deno.test("torusctl: bad input is one line on stderr, a non-zero exit, and chang
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("torusctl block clone: a clone of a snapshot outlives its source and a collection", async () => {
+  const dir = await tempDir();
+  const dd = ["--data-dir", join(dir, "data")];
+  const ctl = (...args: string[]) => run("torusctl", [...args, ...dd]);
+  try {
+    assert.equal((await ctl("init", "--block-size", "64KiB")).code, 0);
+    const source = join(dir, "image.raw");
+    const image = new Prng(12).fill(new Uint8Array(2 * 1024 * 1024));
+    await Deno.writeFile(source, image);
+    assert.equal((await ctl("block", "load", source, "gold")).code, 0);
+    assert.equal((await ctl("block", "snapshot", "create", "gold@v1")).code, 0);
+    let r = await ctl("block", "clone", "gold@v1", "vm1");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /created volume "vm1" \(2 MiB\) from gold@v1/);
+    const dumpOf = async (name: string) => {
+      const out = join(dir, `${name}.dump`);
+      const dumped = await ctl("block", "dump", name, out);
+      assert.equal(dumped.code, 0, dumped.stderr);
+      return await Deno.readFile(out);
+    };
+    assert.deepEqual(await dumpOf("vm1"), image);
+    assert.equal((await ctl("volume", "delete", "gold")).code, 0);
+    r = await ctl("gc");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await dumpOf("vm1"), image, "the clone keeps the blocks it shared");
+    r = await ctl("block", "clone", "vm1@nope", "vm2");
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
