@@ -15,6 +15,7 @@ import type { File } from "../file/file.ts";
 import type { Lease } from "../metadata/metadata_service.ts";
 import { MetadataUnavailableError } from "../errors.ts";
 import { ExportNotFoundError, type NbdExport, type NbdExportProvider } from "../nbd/export.ts";
+import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "../nbd/protocol.ts";
 import { openBlockFile, openSnapshot, type VolumeContext } from "./block_volume.ts";
 
 /** Options of {@linkcode VolumeExports}. */
@@ -122,6 +123,14 @@ export class VolumeExports implements NbdExportProvider {
         if (options.fua) await file.sync();
       },
       flush: () => file.sync(),
+      // Sparse blocks (never written, or trimmed) are holes that read as zeros.
+      blockStatus: (offsetBytes, lengthBytes) =>
+        Promise.resolve(
+          file.allocation(offsetBytes, lengthBytes).map((run) => ({
+            lengthBytes: run.lengthBytes,
+            flags: run.sparse ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0,
+          })),
+        ),
       trim: (offsetBytes, lengthBytes) => file.zero(offsetBytes, lengthBytes),
       async writeZeroes(offsetBytes, lengthBytes, options) {
         await file.zero(offsetBytes, lengthBytes);

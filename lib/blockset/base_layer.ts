@@ -39,6 +39,10 @@ export class BaseLayer implements Layer {
     return this.#refs.length;
   }
 
+  isSparse(index: number): boolean {
+    return this.refAt(index).isZero();
+  }
+
   /** The ref at `index` (zero for a sparse block). */
   refAt(index: number): BlockRef {
     const ref = this.#refs[index];

@@ -109,6 +109,11 @@ export class Blockset {
     return this.#top.length();
   }
 
+  /** Whether block `index` is sparse: never written, or trimmed (it reads as zeros). */
+  isSparse(index: number): boolean {
+    return this.#top.isSparse(index);
+  }
+
   /** Opens a write session: new blocks get refs under `inode`. */
   beginSession(inode: INodeRef): void {
     this.#context.refs.begin(inode);

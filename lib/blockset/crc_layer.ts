@@ -56,6 +56,10 @@ export class CrcLayer implements Layer {
     return this.#digests.length;
   }
 
+  isSparse(index: number): boolean {
+    return this.#sub.isSparse(index);
+  }
+
   async read(
     index: number,
     range: BlockRange,

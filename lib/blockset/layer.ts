@@ -92,6 +92,8 @@ export interface Layer {
   readonly kind: LayerKind;
   /** Blocks in the file. */
   length(): number;
+  /** Whether block `index` is sparse: never written, or trimmed (it reads as zeros). */
+  isSparse(index: number): boolean;
   /**
    * Reads block `index`, or a range of it. A sparse block reads as zeros.
    * When `expectDigest` is given, a layer with alternatives (replicas) returns

@@ -81,6 +81,10 @@ export class RepLayer implements Layer {
     return this.#sub.length();
   }
 
+  isSparse(index: number): boolean {
+    return this.#sub.isSparse(index);
+  }
+
   async read(
     index: number,
     range: BlockRange,

@@ -147,6 +147,31 @@ export class File {
     await this.truncate(volume.sizeBytes);
   }
 
+  /**
+   * Which parts of `[offsetBytes, offsetBytes + lengthBytes)` are sparse
+   * (blocks never written, or trimmed: they read as zeros), as consecutive
+   * runs covering the range exactly; neighbouring blocks of the same kind
+   * are one run. A snapshot of the blockset as it is now: writes in flight
+   * may change it.
+   *
+   * @throws {RangeError} when the range is outside the file.
+   */
+  allocation(offsetBytes: number, lengthBytes: number): { lengthBytes: number; sparse: boolean }[] {
+    this.#checkRange("map", offsetBytes, lengthBytes);
+    const runs: { lengthBytes: number; sparse: boolean }[] = [];
+    const end = offsetBytes + lengthBytes;
+    for (let at = offsetBytes; at < end;) {
+      const index = Math.floor(at / this.blockSizeBytes);
+      const blockEnd = Math.min(end, (index + 1) * this.blockSizeBytes);
+      const sparse = this.#blockset.isSparse(index);
+      const last = runs.at(-1);
+      if (last !== undefined && last.sparse === sparse) last.lengthBytes += blockEnd - at;
+      else runs.push({ lengthBytes: blockEnd - at, sparse });
+      at = blockEnd;
+    }
+    return runs;
+  }
+
   /** Size of the file, in bytes. */
   get sizeBytes(): number {
     return this.#sizeBytes;

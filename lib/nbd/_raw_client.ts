@@ -7,6 +7,7 @@
  */
 import { ByteReader } from "./byte_reader.ts";
 import {
+  type BlockStatusExtent,
   decodeOptionReplyHeader,
   decodeReplyHeader,
   encodeInfoRequest,
@@ -23,6 +24,7 @@ import {
   NBD_REP_ACK,
   NBD_REP_INFO,
   NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR,
   NBD_REPLY_TYPE_NONE,
   NBD_REPLY_TYPE_OFFSET_DATA,
@@ -50,6 +52,10 @@ export interface RawReply {
   /** The message of a structured error chunk. */
   message: string;
   kind: "simple" | "structured";
+  /** The context id of a block status chunk. */
+  contextId?: number;
+  /** The descriptors of a block status chunk. */
+  extents?: BlockStatusExtent[];
 }
 
 /** Result of a successful `NBD_OPT_GO`. */
@@ -216,12 +222,19 @@ export class RawClient {
     const data = new Uint8Array(request.type === NBD_CMD_READ ? request.lengthBytes : 0);
     let errno = 0;
     let message = "";
+    let contextId: number | undefined;
+    const extents: BlockStatusExtent[] = [];
     for (;;) {
       const payload = await this.receive(header.lengthBytes);
       const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
       if (header.type === NBD_REPLY_TYPE_OFFSET_DATA) {
         const offset = Number(dv.getBigUint64(0));
         data.set(payload.subarray(8), offset - request.offsetBytes);
+      } else if (header.type === NBD_REPLY_TYPE_BLOCK_STATUS) {
+        contextId = dv.getUint32(0);
+        for (let at = 4; at + 8 <= payload.length; at += 8) {
+          extents.push({ lengthBytes: dv.getUint32(at), flags: dv.getUint32(at + 4) });
+        }
       } else if (header.type === NBD_REPLY_TYPE_ERROR) {
         errno = dv.getUint32(0);
         message = new TextDecoder().decode(payload.subarray(6, 6 + dv.getUint16(4)));
@@ -242,6 +255,7 @@ export class RawClient {
       data: errno === 0 ? data : new Uint8Array(0),
       message,
       kind: "structured",
+      ...(contextId === undefined ? {} : { contextId, extents }),
     };
   }
 

@@ -133,6 +133,7 @@ export class NbdConnection {
         writer,
         export: exp,
         structuredReplies: result.structuredReplies,
+        blockStatus: result.blockStatus,
         limits: this.#context.limits,
         serverBytes: this.#context.serverBytes,
         buffers: this.#context.buffers,

@@ -19,6 +19,7 @@
 import { AssertionError } from "../assert.ts";
 import { TorusError } from "../errors.ts";
 import {
+  type BlockStatusExtent,
   NBD_EINVAL,
   NBD_EIO,
   NBD_ENOSPC,
@@ -87,6 +88,13 @@ export interface NbdExport {
     lengthBytes: number,
     options: NbdWriteZeroesOptions,
   ): Promise<void>;
+  /**
+   * The allocation of a range, from `offsetBytes`: consecutive extents with
+   * `NBD_STATE_HOLE` / `NBD_STATE_ZERO` flags, covering at least the start
+   * of the range (the server clamps and merges them). Absent: everything
+   * reads as allocated data.
+   */
+  blockStatus?(offsetBytes: number, lengthBytes: number): Promise<BlockStatusExtent[]>;
   /** Releases the export (and any lock on it). Called once, after the last request. */
   close(): Promise<void>;
 }

@@ -19,6 +19,7 @@ import type { NbdLogger } from "./log.ts";
 import {
   decodeClientFlags,
   decodeInfoRequest,
+  decodeMetaContextRequest,
   decodeOptionHeader,
   decodeString,
   encodeExportNameReply,
@@ -26,9 +27,11 @@ import {
   encodeInfoBlockSize,
   encodeInfoExport,
   encodeInfoName,
+  encodeMetaContextReplyData,
   encodeOptionError,
   encodeOptionReply,
   encodeServerReplyData,
+  NBD_BASE_ALLOCATION_ID,
   NBD_BLOCK_SIZE_MIN_BYTES,
   NBD_BLOCK_SIZE_PREFERRED_BYTES,
   NBD_CLIENT_FLAGS_BYTES,
@@ -36,11 +39,14 @@ import {
   NBD_FLAG_NO_ZEROES,
   NBD_INFO_NAME,
   NBD_MAX_REQUEST_BYTES,
+  NBD_META_CONTEXT_BASE_ALLOCATION,
   NBD_OPT_ABORT,
   NBD_OPT_EXPORT_NAME,
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_OPTION_HEADER_BYTES,
   NBD_OPTION_LENGTH_BYTES_MAX,
@@ -50,8 +56,10 @@ import {
   NBD_REP_ERR_SHUTDOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   optionName,
+  queriesBaseAllocation,
   transmissionFlags,
 } from "./protocol.ts";
 import type { SerialWriter } from "./serial_writer.ts";
@@ -71,6 +79,8 @@ export interface HandshakeResult {
   structuredReplies: boolean;
   /** The transmission flags the client was sent. */
   transmissionFlags: number;
+  /** Whether `base:allocation` was selected for this export (`NBD_CMD_BLOCK_STATUS` allowed). */
+  blockStatus: boolean;
 }
 
 /** What the handshake needs from the server. */
@@ -104,6 +114,8 @@ export async function negotiate(
   if (flagBytes === null) return null;
   const { noZeroes } = decodeClientFlags(flagBytes);
   let structuredReplies = false;
+  /** The export `base:allocation` was selected for by the last `NBD_OPT_SET_META_CONTEXT`. */
+  let baseAllocationFor: string | null = null;
 
   for (let count = 0; count < HANDSHAKE_OPTIONS_MAX; count++) {
     const headerBytes = await reader.readView(NBD_OPTION_HEADER_BYTES);
@@ -150,7 +162,12 @@ export async function negotiate(
           await closeQuietly(opened.export, context);
           throw error;
         }
-        return { export: opened.export, structuredReplies, transmissionFlags: flags };
+        return {
+          export: opened.export,
+          structuredReplies,
+          transmissionFlags: flags,
+          blockStatus: structuredReplies && baseAllocationFor === name,
+        };
       }
 
       case NBD_OPT_LIST: {
@@ -205,9 +222,45 @@ export async function negotiate(
           throw error;
         }
         if (option === NBD_OPT_GO) {
-          return { export: exp, structuredReplies, transmissionFlags: flags };
+          return {
+            export: exp,
+            structuredReplies,
+            transmissionFlags: flags,
+            blockStatus: structuredReplies && baseAllocationFor === request.name,
+          };
         }
         await closeQuietly(exp, context);
+        break;
+      }
+
+      case NBD_OPT_LIST_META_CONTEXT:
+      case NBD_OPT_SET_META_CONTEXT: {
+        const set = option === NBD_OPT_SET_META_CONTEXT;
+        if (set && !structuredReplies) {
+          await fail(
+            NBD_REP_ERR_INVALID,
+            "NBD_OPT_SET_META_CONTEXT needs structured replies first",
+          );
+          break;
+        }
+        let request;
+        try {
+          request = decodeMetaContextRequest(data);
+        } catch (error) {
+          await fail(NBD_REP_ERR_INVALID, errorMessage(error));
+          break;
+        }
+        // Listing with no query lists every context; otherwise a query must name it.
+        const matches = (!set && request.queries.length === 0) ||
+          request.queries.some(queriesBaseAllocation);
+        if (set) baseAllocationFor = matches ? request.exportName : null;
+        if (matches) {
+          await reply(
+            NBD_REP_META_CONTEXT,
+            encodeMetaContextReplyData(NBD_BASE_ALLOCATION_ID, NBD_META_CONTEXT_BASE_ALLOCATION),
+          );
+        }
+        await reply(NBD_REP_ACK);
         break;
       }
 

@@ -7,7 +7,9 @@ import { silentLogger } from "./log.ts";
 import { MemoryExportProvider } from "./memory_export.ts";
 import {
   encodeInfoRequest,
+  encodeMetaContextRequest,
   encodeOption,
+  NBD_BASE_ALLOCATION_ID,
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
   NBD_FLAG_CAN_MULTI_CONN,
@@ -24,6 +26,7 @@ import {
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
   NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
@@ -35,6 +38,7 @@ import {
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
 } from "./protocol.ts";
 import { SerialWriter } from "./serial_writer.ts";
@@ -115,7 +119,8 @@ Deno.test("handshake: NBD_OPT_LIST lists every export; data is invalid", async (
 Deno.test("handshake: unknown and unsupported options get NBD_REP_ERR_UNSUP", async () => {
   const { client, result, done } = setup();
   await client.greet();
-  for (const option of [42, NBD_OPT_STARTTLS, NBD_OPT_SET_META_CONTEXT, 0xffff_ffff]) {
+  // 11 is NBD_OPT_EXTENDED_HEADERS, not served.
+  for (const option of [42, NBD_OPT_STARTTLS, 11, 0xffff_ffff]) {
     await client.sendOption(option, new Uint8Array(3));
     const reply = await client.readOptionReply();
     assert.equal(reply.option, option);
@@ -125,6 +130,55 @@ Deno.test("handshake: unknown and unsupported options get NBD_REP_ERR_UNSUP", as
   assert.ok("sizeBytes" in go);
   assert.equal((await result)?.export.name, "disk");
   await done();
+});
+
+Deno.test("handshake: meta contexts: base:allocation is listed and selected for one export", async () => {
+  const { client, result, done } = setup();
+  await client.greet();
+  const metaReplies = async () => {
+    const names: string[] = [];
+    for (;;) {
+      const reply = await client.readOptionReply();
+      if (reply.replyType === NBD_REP_ACK) return names;
+      assert.equal(reply.replyType, NBD_REP_META_CONTEXT);
+      assert.equal(new DataView(reply.data.buffer).getUint32(0), NBD_BASE_ALLOCATION_ID);
+      names.push(text(reply.data.subarray(4)));
+    }
+  };
+  const request = (queries: string[], exportName = "disk") =>
+    encodeMetaContextRequest({ exportName, queries });
+  // Selecting needs structured replies first; listing does not.
+  await client.sendOption(NBD_OPT_SET_META_CONTEXT, request(["base:allocation"]));
+  assert.equal((await client.readOptionReply()).replyType, NBD_REP_ERR_INVALID);
+  await client.sendOption(NBD_OPT_LIST_META_CONTEXT, request([]));
+  assert.deepEqual(await metaReplies(), ["base:allocation"], "no query lists everything");
+  await client.sendOption(NBD_OPT_LIST_META_CONTEXT, request(["qemu:dirty-bitmap:x"]));
+  assert.deepEqual(await metaReplies(), []);
+  await client.sendOption(NBD_OPT_LIST_META_CONTEXT, new Uint8Array([0, 0, 0, 9, 1]));
+  assert.equal((await client.readOptionReply()).replyType, NBD_REP_ERR_INVALID, "truncated");
+  assert.equal(await client.negotiateStructuredReplies(), true);
+  await client.sendOption(NBD_OPT_SET_META_CONTEXT, request(["base:"]));
+  assert.deepEqual(await metaReplies(), ["base:allocation"]);
+  const go = await client.go("disk");
+  assert.ok("sizeBytes" in go);
+  assert.equal((await result)?.blockStatus, true);
+  await done();
+});
+
+Deno.test("handshake: a context selected for another export, or deselected, is not in force", async () => {
+  for (const [selectFor, queries] of [["ro", ["base:allocation"]], ["disk", []]] as const) {
+    const { client, result, done } = setup();
+    await client.greet();
+    assert.equal(await client.negotiateStructuredReplies(), true);
+    await client.sendOption(
+      NBD_OPT_SET_META_CONTEXT,
+      encodeMetaContextRequest({ exportName: selectFor, queries: [...queries] }),
+    );
+    for (;;) if ((await client.readOptionReply()).replyType === NBD_REP_ACK) break;
+    await client.go("disk");
+    assert.equal((await result)?.blockStatus, false, `selected for ${selectFor} with ${queries}`);
+    await done();
+  }
 });
 
 Deno.test("handshake: structured replies are agreed and change the flags", async () => {

@@ -6,10 +6,12 @@
  * fio's `nbd` engine.
  *
  * It speaks the fixed newstyle handshake (`NBD_OPT_EXPORT_NAME`, `NBD_OPT_GO`,
- * `NBD_OPT_INFO`, `NBD_OPT_LIST`, `NBD_OPT_ABORT`, `NBD_OPT_STRUCTURED_REPLY`)
- * and the commands READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with
- * NO_HOLE) and DISC, with many requests in flight per connection and replies
- * matched by handle.
+ * `NBD_OPT_INFO`, `NBD_OPT_LIST`, `NBD_OPT_ABORT`, `NBD_OPT_STRUCTURED_REPLY`,
+ * and `NBD_OPT_LIST_META_CONTEXT` / `NBD_OPT_SET_META_CONTEXT` for the
+ * `base:allocation` context) and the commands READ, WRITE (with FUA), FLUSH,
+ * TRIM, WRITE_ZEROES (with NO_HOLE), BLOCK_STATUS (with REQ_ONE: which
+ * ranges are holes, so that nbdcopy and qemu-img skip them) and DISC, with
+ * many requests in flight per connection and replies matched by handle.
  *
  * - `protocol.ts`: pure encoders, decoders and constants of the wire protocol.
  * - `export.ts`: the interfaces the server serves and how errors map to NBD.

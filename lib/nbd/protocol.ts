@@ -81,10 +81,16 @@ export const NBD_OPT_INFO = 6;
 export const NBD_OPT_GO = 7;
 /** Option: use structured replies during transmission. */
 export const NBD_OPT_STRUCTURED_REPLY = 8;
-/** Option: list metadata contexts (not supported here). */
-export const NBD_OPT_LIST_META_CONTEXT = 10;
-/** Option: select metadata contexts (not supported here). */
-export const NBD_OPT_SET_META_CONTEXT = 11;
+/** Option: list metadata contexts (`base:allocation` is the one served). */
+export const NBD_OPT_LIST_META_CONTEXT = 9;
+/** Option: select metadata contexts for `NBD_CMD_BLOCK_STATUS`. */
+export const NBD_OPT_SET_META_CONTEXT = 10;
+/** The metadata context served: which ranges are holes and read as zeros. */
+export const NBD_META_CONTEXT_BASE_ALLOCATION = "base:allocation";
+/** The id the server gives `base:allocation` in `NBD_REP_META_CONTEXT` and block status chunks. */
+export const NBD_BASE_ALLOCATION_ID = 1;
+/** Queries of one meta context option the server reads; more is `NBD_REP_ERR_TOO_BIG`. */
+export const NBD_META_CONTEXT_QUERIES_MAX = 16;
 
 // ---------------------------------------------------------------------------
 // Option reply types
@@ -95,6 +101,8 @@ export const NBD_REP_ACK = 1;
 export const NBD_REP_SERVER = 2;
 /** Option reply: one piece of information of `NBD_OPT_INFO` / `NBD_OPT_GO`. */
 export const NBD_REP_INFO = 3;
+/** Option reply: one metadata context (its id, then its name). */
+export const NBD_REP_META_CONTEXT = 4;
 /** Bit 31 marks every option error reply. */
 export const NBD_REP_FLAG_ERROR = 0x8000_0000;
 /** Option error: the option is unknown to this server. */
@@ -133,6 +141,10 @@ export const NBD_INFO_BLOCK_SIZE = 3;
 
 /** Command: read. */
 export const NBD_CMD_READ = 0;
+/** Command: report the selected metadata context (`base:allocation`) of a range. */
+export const NBD_CMD_BLOCK_STATUS = 7;
+/** Command flag of `NBD_CMD_BLOCK_STATUS`: report one extent only. */
+export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
 /** Command: write (payload follows the request). */
 export const NBD_CMD_WRITE = 1;
 /** Command: soft disconnect (no reply). */
@@ -164,6 +176,14 @@ export const NBD_REPLY_TYPE_NONE = 0;
 export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
 /** Chunk type: a hole of zeroes. */
 export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
+/** Chunk type: block status, a context id then (length, flags) descriptors. */
+export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
+/** `base:allocation` flag: the range is a hole (not allocated). */
+export const NBD_STATE_HOLE = 1 << 0;
+/** `base:allocation` flag: the range reads as zeros. */
+export const NBD_STATE_ZERO = 1 << 1;
+/** Most descriptors in one block status reply; the client asks again for the rest. */
+export const NBD_BLOCK_STATUS_DESCRIPTORS_MAX = 1024;
 /** Chunk type: error, 16-bit message length, message. */
 export const NBD_REPLY_TYPE_ERROR: number = (1 << 15) + 1;
 /** Chunk type: error at an offset. */
@@ -266,6 +286,7 @@ const COMMAND_NAMES: Record<number, string> = {
   [NBD_CMD_FLUSH]: "NBD_CMD_FLUSH",
   [NBD_CMD_TRIM]: "NBD_CMD_TRIM",
   [NBD_CMD_WRITE_ZEROES]: "NBD_CMD_WRITE_ZEROES",
+  [NBD_CMD_BLOCK_STATUS]: "NBD_CMD_BLOCK_STATUS",
 };
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -797,6 +818,8 @@ export interface RequestContext {
   readOnly: boolean;
   /** Structured replies were agreed (so `NBD_CMD_FLAG_DF` was advertised). */
   structuredReplies: boolean;
+  /** `base:allocation` was selected, so `NBD_CMD_BLOCK_STATUS` may be sent. */
+  blockStatus?: boolean;
 }
 
 /**
@@ -812,6 +835,8 @@ function allowedFlags(type: number, context: RequestContext): number {
       return fua | (context.structuredReplies ? NBD_CMD_FLAG_DF : 0);
     case NBD_CMD_WRITE_ZEROES:
       return fua | NBD_CMD_FLAG_NO_HOLE;
+    case NBD_CMD_BLOCK_STATUS:
+      return NBD_CMD_FLAG_REQ_ONE;
     default:
       return fua;
   }
@@ -847,6 +872,9 @@ export function checkRequest(
   const name = commandName(type);
   if (type === NBD_CMD_DISC) return null;
   if (!(type in COMMAND_NAMES)) return { errno: NBD_EINVAL, message: `unknown ${name}` };
+  if (type === NBD_CMD_BLOCK_STATUS && !context.blockStatus) {
+    return { errno: NBD_EINVAL, message: `${name}: no metadata context was selected` };
+  }
   const writes = type === NBD_CMD_WRITE || type === NBD_CMD_TRIM || type === NBD_CMD_WRITE_ZEROES;
   if (writes && context.readOnly) {
     return { errno: NBD_EPERM, message: `${name}: the export is read-only` };
@@ -877,4 +905,114 @@ export function checkRequest(
     };
   }
   return null;
+}
+
+// ---------------------------------------------------------------------------
+// Metadata contexts and block status
+
+/** The data of `NBD_OPT_LIST_META_CONTEXT` / `NBD_OPT_SET_META_CONTEXT`. */
+export interface MetaContextRequest {
+  exportName: string;
+  queries: string[];
+}
+
+/**
+ * Decodes a meta context option's data: export name (32-bit length, UTF-8),
+ * number of queries, then each query (32-bit length, UTF-8).
+ *
+ * @throws {SyntaxError} on lengths that overrun the data, bad UTF-8, or
+ *   more than {@linkcode NBD_META_CONTEXT_QUERIES_MAX} queries.
+ */
+export function decodeMetaContextRequest(data: Uint8Array): MetaContextRequest {
+  const dv = view(data);
+  let at = 0;
+  const string = (what: string): string => {
+    if (at + 4 > data.length) throw new SyntaxError(`meta context option: ${what} is truncated`);
+    const length = dv.getUint32(at);
+    at += 4;
+    if (length > NBD_STRING_BYTES_MAX || at + length > data.length) {
+      throw new SyntaxError(`meta context option: ${what} overruns the option`);
+    }
+    const text = strictDecoder.decode(data.subarray(at, at + length));
+    at += length;
+    return text;
+  };
+  const exportName = string("the export name");
+  if (at + 4 > data.length) {
+    throw new SyntaxError("meta context option: the query count is missing");
+  }
+  const count = dv.getUint32(at);
+  at += 4;
+  if (count > NBD_META_CONTEXT_QUERIES_MAX) {
+    throw new SyntaxError(
+      `meta context option: ${count} queries (at most ${NBD_META_CONTEXT_QUERIES_MAX})`,
+    );
+  }
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) queries.push(string(`query ${i}`));
+  if (at !== data.length) throw new SyntaxError("meta context option: bytes after the last query");
+  return { exportName, queries };
+}
+
+/** Encodes meta context option data (for clients and tests). */
+export function encodeMetaContextRequest(request: MetaContextRequest): Uint8Array {
+  const name = encoder.encode(request.exportName);
+  const queries = request.queries.map((query) => encoder.encode(query));
+  const out = new Uint8Array(
+    8 + name.length + queries.reduce((sum, query) => sum + 4 + query.length, 0),
+  );
+  const dv = view(out);
+  dv.setUint32(0, name.length);
+  out.set(name, 4);
+  let at = 4 + name.length;
+  dv.setUint32(at, queries.length);
+  at += 4;
+  for (const query of queries) {
+    dv.setUint32(at, query.length);
+    out.set(query, at + 4);
+    at += 4 + query.length;
+  }
+  return out;
+}
+
+/** Whether a query selects `base:allocation` (itself, or every context of `base:`). */
+export function queriesBaseAllocation(query: string): boolean {
+  return query === NBD_META_CONTEXT_BASE_ALLOCATION || query === "base:";
+}
+
+/** Data of an `NBD_REP_META_CONTEXT` reply: the context id, then its name. */
+export function encodeMetaContextReplyData(id: number, name: string): Uint8Array {
+  const nameBytes = encoder.encode(name);
+  const out = new Uint8Array(4 + nameBytes.length);
+  view(out).setUint32(0, id);
+  out.set(nameBytes, 4);
+  return out;
+}
+
+/** One extent of a block status reply. */
+export interface BlockStatusExtent {
+  lengthBytes: number;
+  /** `NBD_STATE_*` flags. */
+  flags: number;
+}
+
+/** Encodes a final `NBD_REPLY_TYPE_BLOCK_STATUS` chunk for context `id`. */
+export function encodeBlockStatusReply(
+  handle: bigint,
+  id: number,
+  extents: readonly BlockStatusExtent[],
+): Uint8Array {
+  const payloadBytes = 4 + 8 * extents.length;
+  const out = new Uint8Array(NBD_STRUCTURED_REPLY_HEADER_BYTES + payloadBytes);
+  out.set(
+    encodeStructuredHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, handle, payloadBytes),
+  );
+  const dv = view(out);
+  dv.setUint32(NBD_STRUCTURED_REPLY_HEADER_BYTES, id);
+  extents.forEach((extent, index) => {
+    const at = NBD_STRUCTURED_REPLY_HEADER_BYTES + 4 + 8 * index;
+    dv.setUint32(at, extent.lengthBytes);
+    dv.setUint32(at + 4, extent.flags);
+  });
+  return out;
 }

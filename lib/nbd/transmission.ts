@@ -16,16 +16,22 @@ import type { ByteReader } from "./byte_reader.ts";
 import { errnoForError, errorMessage, type NbdExport } from "./export.ts";
 import type { NbdLogger } from "./log.ts";
 import {
+  type BlockStatusExtent,
   checkRequest,
   commandName,
   decodeRequest,
+  encodeBlockStatusReply,
   encodeOffsetDataHeader,
   encodeSimpleReply,
   encodeStructuredError,
   errnoName,
+  NBD_BASE_ALLOCATION_ID,
+  NBD_BLOCK_STATUS_DESCRIPTORS_MAX,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -83,6 +89,8 @@ export interface TransmissionContext {
   export: NbdExport;
   /** Whether structured replies were agreed. */
   structuredReplies: boolean;
+  /** Whether `base:allocation` was selected: `NBD_CMD_BLOCK_STATUS` is served. */
+  blockStatus?: boolean;
   /** Limits of this connection. */
   limits: TransmissionLimits;
   /** The server-wide byte budget every connection draws from. */
@@ -177,6 +185,7 @@ export class Transmission {
       sizeBytes: exp.sizeBytes,
       readOnly: exp.readOnly,
       structuredReplies,
+      blockStatus: this.#context.blockStatus ?? false,
     };
     for (;;) {
       // Replies of requests that arrived together leave together: hold them
@@ -408,6 +417,19 @@ export class Transmission {
           noHole: (flags & NBD_CMD_FLAG_NO_HOLE) !== 0,
         });
         break;
+      case NBD_CMD_BLOCK_STATUS:
+        return [
+          encodeBlockStatusReply(
+            handle,
+            NBD_BASE_ALLOCATION_ID,
+            await blockStatusOf(
+              exp,
+              offsetBytes,
+              lengthBytes,
+              (flags & NBD_CMD_FLAG_REQ_ONE) !== 0,
+            ),
+          ),
+        ];
       default:
         throw new AssertionError(`unchecked ${commandName(request.type)} dispatched`);
     }
@@ -419,4 +441,38 @@ export class Transmission {
       ? [encodeStructuredError(request.handle, errno, message)]
       : [encodeSimpleReply(errno, request.handle)];
   }
+}
+
+/**
+ * The extents of `base:allocation` for a request: the export's answer,
+ * clamped to the range, with zero-length extents dropped and neighbours of
+ * equal flags merged, at most {@linkcode NBD_BLOCK_STATUS_DESCRIPTORS_MAX}
+ * (one with `reqOne`); everything allocated when the export cannot tell. A
+ * reply may cover less than the range (the client asks again for the rest),
+ * never more, and never nothing.
+ */
+async function blockStatusOf(
+  exp: NbdExport,
+  offsetBytes: number,
+  lengthBytes: number,
+  reqOne: boolean,
+): Promise<BlockStatusExtent[]> {
+  const answered = exp.blockStatus
+    ? await exp.blockStatus(offsetBytes, lengthBytes)
+    : [{ lengthBytes, flags: 0 }];
+  const limit = reqOne ? 1 : NBD_BLOCK_STATUS_DESCRIPTORS_MAX;
+  const extents: BlockStatusExtent[] = [];
+  let covered = 0;
+  for (const extent of answered) {
+    if (covered >= lengthBytes) break;
+    const length = Math.min(extent.lengthBytes, lengthBytes - covered);
+    if (!(length > 0)) continue;
+    covered += length;
+    const last = extents.at(-1);
+    if (last !== undefined && last.flags === extent.flags) last.lengthBytes += length;
+    else if (extents.length < limit) extents.push({ lengthBytes: length, flags: extent.flags });
+    else break;
+  }
+  if (extents.length === 0) throw new Error(`the export reported no extent at ${offsetBytes}`);
+  return extents;
 }

@@ -5,14 +5,19 @@ import { RawClient } from "./_raw_client.ts";
 import { ScriptedExport } from "./_scripted_export.ts";
 import { Budget } from "./budget.ts";
 import { ByteReader } from "./byte_reader.ts";
+import type { NbdExport } from "./export.ts";
 import { silentLogger } from "./log.ts";
 import { MemoryExportProvider } from "./memory_export.ts";
 import {
   encodeRequest,
+  NBD_BASE_ALLOCATION_ID,
+  NBD_BLOCK_STATUS_DESCRIPTORS_MAX,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_DF,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -24,6 +29,8 @@ import {
   NBD_EPERM,
   NBD_ESHUTDOWN,
   NBD_MAX_REQUEST_BYTES,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
 } from "./protocol.ts";
 import { SerialWriter } from "./serial_writer.ts";
 import { Transmission } from "./transmission.ts";
@@ -39,6 +46,7 @@ interface Setup {
   readBytesInFlightMax?: number;
   serverBytes?: Budget;
   shuttingDown?: () => boolean;
+  blockStatus?: boolean;
 }
 
 async function setup(options: Setup = {}) {
@@ -60,6 +68,7 @@ async function setup(options: Setup = {}) {
     }),
     export: exp,
     structuredReplies: structured,
+    blockStatus: options.blockStatus,
     limits: {
       requestsInFlightMax: options.requestsInFlightMax ?? 128,
       bufferedBytesMax: options.bufferedBytesMax ?? 64 * MiB,
@@ -507,5 +516,58 @@ Deno.test("transmission: while shutting down, new requests get ESHUTDOWN", async
     (await client.call({ type: NBD_CMD_READ, flags: 0, offsetBytes: 0, lengthBytes: 1 })).errno,
     NBD_ESHUTDOWN,
   );
+  await finish();
+});
+
+Deno.test("transmission: NBD_CMD_BLOCK_STATUS clamps, merges and bounds the export's extents", async () => {
+  const { client, exp, finish } = await setup({ blockStatus: true, sizeBytes: MiB });
+  const hole = NBD_STATE_HOLE | NBD_STATE_ZERO;
+  const asked: string[] = [];
+  (exp as NbdExport).blockStatus = (offsetBytes, lengthBytes) => {
+    asked.push(`${offsetBytes}+${lengthBytes}`);
+    // 4 KiB runs alternating in pairs: data, data, hole, hole, ... plus one of length 0.
+    const extents = [{ lengthBytes: 0, flags: 0 }];
+    for (let i = 0; i < 400; i++) {
+      extents.push({ lengthBytes: 4096, flags: (i >> 1) & 1 ? hole : 0 });
+    }
+    return Promise.resolve(extents);
+  };
+  const status = (offsetBytes: number, lengthBytes: number, flags = 0) =>
+    client.call({ type: NBD_CMD_BLOCK_STATUS, flags, offsetBytes, lengthBytes });
+  let reply = await status(0, 20_000);
+  assert.equal(reply.errno, 0);
+  assert.equal(reply.contextId, NBD_BASE_ALLOCATION_ID);
+  assert.deepEqual(reply.extents, [
+    { lengthBytes: 8192, flags: 0 },
+    { lengthBytes: 8192, flags: hole },
+    { lengthBytes: 20_000 - 16_384, flags: 0 }, // clamped to the request
+  ]);
+  reply = await status(0, 20_000, NBD_CMD_FLAG_REQ_ONE);
+  assert.deepEqual(reply.extents, [{ lengthBytes: 8192, flags: 0 }]);
+  // More runs than a reply carries: it covers a prefix, the client asks again for the rest.
+  (exp as NbdExport).blockStatus = () =>
+    Promise.resolve(
+      Array.from({ length: 3000 }, (_, i) => ({ lengthBytes: 256, flags: i % 2 ? hole : 0 })),
+    );
+  reply = await status(0, MiB);
+  assert.equal(reply.extents!.length, NBD_BLOCK_STATUS_DESCRIPTORS_MAX);
+  assert.equal(reply.errno, 0);
+  // Out of range, and a bad flag.
+  assert.equal((await status(MiB - 10, 20)).errno, NBD_EINVAL);
+  assert.equal((await status(0, 10, NBD_CMD_FLAG_FUA)).errno, NBD_EINVAL);
+  assert.deepEqual(asked, ["0+20000", "0+20000"]);
+  await finish();
+});
+
+Deno.test("transmission: NBD_CMD_BLOCK_STATUS without a selected context is EINVAL; an export that cannot tell is all data", async () => {
+  let { client, finish } = await setup({ blockStatus: false });
+  const request = { type: NBD_CMD_BLOCK_STATUS, flags: 0, offsetBytes: 0, lengthBytes: 4096 };
+  const refused = await client.call(request);
+  assert.equal(refused.errno, NBD_EINVAL);
+  assert.match(refused.message, /no metadata context/);
+  await finish();
+  ({ client, finish } = await setup({ blockStatus: true }));
+  const reply = await client.call({ ...request, lengthBytes: 3 * MiB });
+  assert.deepEqual(reply.extents, [{ lengthBytes: 3 * MiB, flags: 0 }]);
   await finish();
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randomFile, runToolOk } from "../nbd/_tools.ts";
 import { run } from "./_cli.ts";
-import { startTorusd, stopTorusd, stopTorusdCleanly } from "./_torusd.ts";
+import { nbdsh, startTorusd, stopTorusd, stopTorusdCleanly } from "./_torusd.ts";
 
 Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH loses nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "torusd-nbd-" });
@@ -41,9 +41,10 @@ Deno.test("torusd --nbd: nbdcopy in and out byte-identical; kill -9 after FLUSH 
       const sample = (name: string) =>
         Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
       assert.equal(sample('torus_nbd_request_bytes_total\\{command="write"\\}'), 40 * 1024 * 1024);
-      // nbdcopy read the whole volume; nbdinfo may probe its first sectors.
+      // nbdcopy read the 40 MiB written and skipped the holes block status reported; nbdinfo
+      // may probe the first sectors.
       const readBytes = sample('torus_nbd_request_bytes_total\\{command="read"\\}');
-      assert.ok(readBytes >= 48 * 1024 * 1024 && readBytes <= 49 * 1024 * 1024, `${readBytes}`);
+      assert.ok(readBytes >= 40 * 1024 * 1024 && readBytes <= 41 * 1024 * 1024, `${readBytes}`);
       assert.ok(sample('torus_nbd_requests_total\\{command="flush"\\}') >= 1);
       assert.doesNotMatch(metrics, /^torus_nbd_request_errors_total\{[^}]*\} [1-9]/m);
       assert.match(
@@ -122,6 +123,47 @@ Deno.test("torusctl volume resize: grows a volume torusd serves; new connections
     assert.equal(got.length, 20 * 1024 * 1024);
     assert.deepEqual(got.subarray(0, 8 * 1024 * 1024), await Deno.readFile(source));
     assert.ok(got.subarray(8 * 1024 * 1024).every((byte) => byte === 0));
+    await stopTorusdCleanly(daemon);
+  } finally {
+    await stopTorusd(daemon);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("block status: nbdinfo --map and qemu-img map see written blocks as data, the rest as holes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "torusd-map-" });
+  const dataDir = join(dir, "data");
+  const daemon = await startTorusd(dataDir, ["--auto-init", "--size", "64MiB"]);
+  try {
+    assert.equal(
+      (await run("torusctl", ["volume", "create-block", "vol", "16MiB", "--data-dir", dataDir]))
+        .code,
+      0,
+    );
+    const uri = `nbd://127.0.0.1:${daemon.port}/vol`;
+    const MiB = 1024 * 1024;
+    // 1 MiB of data at 2 MiB (two 512 KiB blocks), flushed.
+    await nbdsh(uri, `h.pwrite(b"\\x01" * ${MiB}, ${2 * MiB}); h.flush()`);
+    const map = async () =>
+      JSON.parse((await runToolOk("nbdinfo", ["--map", "--json", uri])).stdout) as {
+        offset: number;
+        length: number;
+        type: number;
+      }[];
+    assert.deepEqual(
+      (await map()).map(({ offset, length, type }) => [offset, length, type]),
+      [[0, 2 * MiB, 3], [2 * MiB, MiB, 0], [3 * MiB, 13 * MiB, 3]],
+    );
+    const qemu = JSON.parse((await runToolOk("qemu-img", ["map", "--output=json", uri])).stdout);
+    assert.deepEqual(
+      qemu.map((
+        e: { start: number; length: number; data: boolean },
+      ) => [e.start, e.length, e.data]),
+      [[0, 2 * MiB, false], [2 * MiB, MiB, true], [3 * MiB, 13 * MiB, false]],
+    );
+    // Trimmed whole blocks become holes again.
+    await nbdsh(uri, `h.trim(${MiB}, ${2 * MiB}); h.flush()`);
+    assert.deepEqual((await map()).map(({ length, type }) => [length, type]), [[16 * MiB, 3]]);
     await stopTorusdCleanly(daemon);
   } finally {
     await stopTorusd(daemon);
