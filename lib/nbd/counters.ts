@@ -9,6 +9,7 @@
  * @module
  */
 import {
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -27,7 +28,14 @@ import {
 export const NBD_LATENCY_SAMPLE_EVERY = 8;
 
 /** The commands counted, by their metric label. */
-export const NBD_COUNTED_COMMANDS = ["read", "write", "flush", "trim", "write_zeroes"] as const;
+export const NBD_COUNTED_COMMANDS = [
+  "read",
+  "write",
+  "flush",
+  "trim",
+  "write_zeroes",
+  "block_status",
+] as const;
 
 /** A label of {@linkcode NBD_COUNTED_COMMANDS}. */
 export type NbdCountedCommand = (typeof NBD_COUNTED_COMMANDS)[number];
@@ -50,6 +58,7 @@ LABEL_BY_TYPE[NBD_CMD_WRITE] = "write";
 LABEL_BY_TYPE[NBD_CMD_FLUSH] = "flush";
 LABEL_BY_TYPE[NBD_CMD_TRIM] = "trim";
 LABEL_BY_TYPE[NBD_CMD_WRITE_ZEROES] = "write_zeroes";
+LABEL_BY_TYPE[NBD_CMD_BLOCK_STATUS] = "block_status";
 
 /** The counts of one command. */
 export interface NbdCommandCounts {

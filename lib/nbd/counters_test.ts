@@ -74,6 +74,7 @@ Deno.test("NbdCounters: errors count apart and cover no bytes; DISC and unknown 
       flush: [1, 1, 0],
       trim: [1, 0, 8192],
       write_zeroes: [0, 0, 0],
+      block_status: [0, 0, 0],
     },
   );
   assert.equal(snapshot.connectionsAccepted, 2);

@@ -274,6 +274,7 @@ Deno.test("server: counts requests, errors, bytes and latency by command; connec
     flush: [1, 0, 0],
     trim: [1, 0, 8192],
     write_zeroes: [1, 0, 512],
+    block_status: [0, 0, 0],
   });
   assert.equal(counters.commands.read.timed, 1);
   assert.equal(counters.commands.read.seconds, 0.001);

@@ -161,6 +161,8 @@ Deno.test("block status: nbdinfo --map and qemu-img map see written blocks as da
       ) => [e.start, e.length, e.data]),
       [[0, 2 * MiB, false], [2 * MiB, MiB, true], [3 * MiB, 13 * MiB, false]],
     );
+    const metrics = await (await fetch(`http://127.0.0.1:${daemon.httpPort}/metrics`)).text();
+    assert.match(metrics, /^torus_nbd_requests_total\{command="block_status"\} [1-9]\d*$/m);
     // Trimmed whole blocks become holes again.
     await nbdsh(uri, `h.trim(${MiB}, ${2 * MiB}); h.flush()`);
     assert.deepEqual((await map()).map(({ length, type }) => [length, type]), [[16 * MiB, 3]]);
