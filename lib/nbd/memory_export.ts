@@ -16,6 +16,7 @@ import {
   type NbdWriteOptions,
   type NbdWriteZeroesOptions,
 } from "./export.ts";
+import { type BlockStatusExtent, NBD_STATE_HOLE, NBD_STATE_ZERO } from "./protocol.ts";
 
 /** Bytes of one page of a memory export. */
 export const MEMORY_EXPORT_PAGE_BYTES = 64 * 1024;
@@ -67,6 +68,18 @@ class SparsePages {
       }
       page.set(data.subarray(at, at + (to - from)), from);
     });
+  }
+
+  /** Which parts of a range are unallocated pages (holes), as extents covering it. */
+  allocation(offsetBytes: number, lengthBytes: number): BlockStatusExtent[] {
+    const extents: BlockStatusExtent[] = [];
+    this.#each(offsetBytes, lengthBytes, (index, from, to) => {
+      const flags = this.#pages.has(index) ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO;
+      const last = extents.at(-1);
+      if (last !== undefined && last.flags === flags) last.lengthBytes += to - from;
+      else extents.push({ lengthBytes: to - from, flags });
+    });
+    return extents;
   }
 
   /** Zeroes a range; whole pages are dropped unless `keepAllocated`. */
@@ -138,6 +151,12 @@ class MemoryExport implements NbdExport {
   }
 
   // deno-lint-ignore require-await
+  /** Unallocated pages are holes. */
+  blockStatus(offsetBytes: number, lengthBytes: number): Promise<BlockStatusExtent[]> {
+    this.#checkOpen();
+    return Promise.resolve(this.#pages.allocation(offsetBytes, lengthBytes));
+  }
+
   async flush(): Promise<void> {
     this.#checkOpen();
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ExportNotFoundError } from "./export.ts";
+import { NBD_STATE_HOLE, NBD_STATE_ZERO } from "./protocol.ts";
 import { MEMORY_EXPORT_PAGE_BYTES, MemoryExportProvider } from "./memory_export.ts";
 
 const page = MEMORY_EXPORT_PAGE_BYTES;
@@ -71,4 +72,24 @@ Deno.test("memory provider: default export, not found, read-only, in use, open c
   assert.equal(provider.openCount, 0);
   await assert.rejects(() => solo.read(0, 1), { name: "ClosedError" });
   await (await provider.open("solo")).close();
+});
+
+Deno.test("MemoryExport.blockStatus(): unallocated pages are holes that read as zeros", async () => {
+  const provider = new MemoryExportProvider([{
+    name: "disk",
+    sizeBytes: 4 * MEMORY_EXPORT_PAGE_BYTES,
+  }]);
+  const exp = await provider.open("disk");
+  await exp.write(MEMORY_EXPORT_PAGE_BYTES + 5, new Uint8Array([1]), { fua: false });
+  const hole = NBD_STATE_HOLE | NBD_STATE_ZERO;
+  assert.deepEqual(await exp.blockStatus!(100, 3 * MEMORY_EXPORT_PAGE_BYTES), [
+    { lengthBytes: MEMORY_EXPORT_PAGE_BYTES - 100, flags: hole },
+    { lengthBytes: MEMORY_EXPORT_PAGE_BYTES, flags: 0 },
+    { lengthBytes: MEMORY_EXPORT_PAGE_BYTES + 100, flags: hole },
+  ]);
+  await exp.trim(MEMORY_EXPORT_PAGE_BYTES, MEMORY_EXPORT_PAGE_BYTES);
+  assert.deepEqual(await exp.blockStatus!(0, 4 * MEMORY_EXPORT_PAGE_BYTES), [
+    { lengthBytes: 4 * MEMORY_EXPORT_PAGE_BYTES, flags: hole },
+  ]);
+  await exp.close();
 });

@@ -13,12 +13,15 @@ import assert from "node:assert/strict";
 import { RawClient } from "../../lib/nbd/_raw_client.ts";
 import {
   encodeInfoRequest,
+  encodeMetaContextRequest,
   encodeOption,
   encodeRequest,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_DF,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -34,6 +37,8 @@ import {
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
   type NbdRequest,
 } from "../../lib/nbd/protocol.ts";
@@ -231,8 +236,8 @@ function randomRequest(prng: Prng): NbdRequest {
       NBD_CMD_TRIM,
       NBD_CMD_WRITE_ZEROES,
       NBD_CMD_DISC,
+      NBD_CMD_BLOCK_STATUS,
       5,
-      7,
       prng.nextInt(0x10000),
     ]),
     flags: pick(prng, [
@@ -241,6 +246,7 @@ function randomRequest(prng: Prng): NbdRequest {
       NBD_CMD_FLAG_FUA,
       NBD_CMD_FLAG_NO_HOLE,
       NBD_CMD_FLAG_DF,
+      NBD_CMD_FLAG_REQ_ONE,
       prng.nextInt(0x10000),
     ]),
     handle: BigInt(prng.nextU32()) << 32n | BigInt(prng.nextU32()),
@@ -273,12 +279,19 @@ async function hostile(prng: Prng, client: RawClient): Promise<void> {
         NBD_OPT_ABORT,
         NBD_OPT_STRUCTURED_REPLY,
         NBD_OPT_EXPORT_NAME,
+        NBD_OPT_LIST_META_CONTEXT,
+        NBD_OPT_SET_META_CONTEXT,
         prng.nextU32(),
       ]);
       const data = option === NBD_OPT_GO || option === NBD_OPT_INFO
         ? encodeInfoRequest({
           name: pick(prng, ["fuzz", "", "nope"]),
           infos: [NBD_INFO_NAME, NBD_INFO_BLOCK_SIZE],
+        })
+        : option === NBD_OPT_LIST_META_CONTEXT || option === NBD_OPT_SET_META_CONTEXT
+        ? encodeMetaContextRequest({
+          exportName: pick(prng, ["fuzz", "", "nope"]),
+          queries: pick(prng, [[], ["base:allocation"], ["base:", "x:y"], ["\u00ff".repeat(300)]]),
         })
         : randomBytes(prng, prng.nextInt(64));
       const message = encodeOption(option, data);
@@ -293,6 +306,15 @@ async function hostile(prng: Prng, client: RawClient): Promise<void> {
   // Enter transmission on the fuzz export, then send requests.
   if (prng.nextInt(2) === 0) {
     await client.send(encodeOption(NBD_OPT_STRUCTURED_REPLY));
+    if (prng.nextInt(2) === 0) {
+      // Select base:allocation, so that block status requests are served.
+      await client.send(
+        encodeOption(
+          NBD_OPT_SET_META_CONTEXT,
+          encodeMetaContextRequest({ exportName: "fuzz", queries: ["base:allocation"] }),
+        ),
+      );
+    }
   }
   if (scenario === 2) {
     await client.send(encodeOption(NBD_OPT_EXPORT_NAME, new TextEncoder().encode("fuzz")));
