@@ -31,6 +31,7 @@ import {
   resizeVolume,
   restoreVolumeSnapshot,
   scrubStore,
+  volumeUsage,
 } from "../lib/ctl/volume_ops.ts";
 import { LocalNode } from "../lib/node/local_node.ts";
 import type { TorusNode } from "../lib/node/torus_node.ts";
@@ -551,7 +552,7 @@ const root: Command = {
     },
     {
       name: "volume",
-      summary: "list, create, resize and delete volumes",
+      summary: "list, measure, create, resize and delete volumes",
       subcommands: [
         {
           name: "list",
@@ -563,6 +564,23 @@ const root: Command = {
                 { header: "size", value: (v) => formatSize(v.sizeBytes) },
                 { header: "type", value: (v) => v.type },
                 { header: "status", value: (v) => v.status },
+              ]));
+            }),
+        },
+        {
+          name: "du",
+          summary: "space each volume takes: its current version, its snapshots, shared as a clone",
+          usage: "[NAME]",
+          args: [0, 1],
+          run: ({ flags, args }) =>
+            withNode(flags, async (node) => {
+              print(renderListing(format(flags), await volumeUsage(node, args[0]), [
+                { header: "volume name", value: (v) => v.name },
+                { header: "provisioned", value: (v) => formatSize(v.provisionedBytes) },
+                { header: "used", value: (v) => formatSize(v.usedBytes) },
+                { header: "snapshots only", value: (v) => formatSize(v.snapshotOnlyBytes) },
+                { header: "shared", value: (v) => formatSize(v.sharedBytes) },
+                { header: "snapshots", value: (v) => String(v.snapshots) },
               ]));
             }),
         },

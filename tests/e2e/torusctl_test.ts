@@ -166,6 +166,22 @@ Deno.test("torusctl block clone: a clone of a snapshot outlives its source and a
       return await Deno.readFile(out);
     };
     assert.deepEqual(await dumpOf("vm1"), image);
+    // gold's snapshot and current version hold the same blocks; vm1 holds them too, shared.
+    const du = JSON.parse((await ctl("volume", "du", "-o", "json")).stdout);
+    const MiB = 1024 * 1024;
+    const row = (name: string) => du.find((r: { name: string }) => r.name === name);
+    assert.deepEqual(
+      [row("gold").usedBytes, row("gold").snapshotOnlyBytes, row("gold").sharedBytes],
+      [2 * MiB, 0, 0],
+    );
+    assert.equal(row("gold").snapshots, 1);
+    assert.deepEqual([row("vm1").usedBytes, row("vm1").sharedBytes], [2 * MiB, 2 * MiB]);
+    r = await ctl("volume", "du", "vm1");
+    assert.match(
+      r.stdout,
+      /^VOLUME NAME\s+PROVISIONED\s+USED\s+SNAPSHOTS ONLY\s+SHARED\s+SNAPSHOTS$/m,
+    );
+    assert.match(r.stdout, /^vm1\s+2 MiB\s+2 MiB\s+0 B\s+2 MiB\s+0$/m);
     assert.equal((await ctl("volume", "delete", "gold")).code, 0);
     r = await ctl("gc");
     assert.equal(r.code, 0, r.stderr);
