@@ -45,6 +45,7 @@ import { NAME_LENGTH_BYTES_MAX } from "../constants.ts";
 import { TorusError, VolumeNotFoundError } from "../errors.ts";
 import type { INodeRecord } from "../inode/inode_store.ts";
 import type { TorusNode } from "../node/torus_node.ts";
+import { parseSnapshotName } from "./volume_ops.ts";
 
 /** The stream's first 8 bytes. */
 export const DIFF_MAGIC = "TORUSDF1";
@@ -55,15 +56,6 @@ export const DIFF_RECORD_BYTES_MAX = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** Where `VOLUME@SNAPSHOT` points. */
-function splitSnapshotName(text: string): { volume: string; snapshot: string } {
-  const at = text.lastIndexOf("@");
-  if (at <= 0 || at === text.length - 1) {
-    throw new RangeError(`Cannot use "${text}": expected VOLUME@SNAPSHOT`);
-  }
-  return { volume: text.slice(0, at), snapshot: text.slice(at + 1) };
-}
 
 /** The base layer's refs, 24 bytes per block index; null when the layout is not one ref per block. */
 function baseRefs(record: INodeRecord, blockSizeBytes: number): Uint8Array | null {
@@ -137,7 +129,8 @@ export interface DiffSummary {
  * same volume (every non-sparse block when `from` is undefined) to `target`.
  *
  * @throws {SnapshotNotFoundError} when either snapshot does not exist.
- * @throws {RangeError} when `to` is not `VOLUME@SNAPSHOT` or `from` is not older.
+ * @throws {SyntaxError} when `to` is not `VOLUME@SNAPSHOT`.
+ * @throws {RangeError} when `from` is newer than `to`.
  */
 export async function exportDiff(
   node: TorusNode,
@@ -145,7 +138,7 @@ export async function exportDiff(
   from: string | undefined,
   target: WritableStreamDefaultWriter<Uint8Array>,
 ): Promise<DiffSummary> {
-  const { volume: name, snapshot: toName } = splitSnapshotName(to);
+  const { volume: name, snapshot: toName } = parseSnapshotName(to);
   const context = await node.volumes();
   const volume = await node.metadata.getVolume(name);
   const toSnapshot = await findSnapshot(node.metadata, volume, toName);

@@ -21,6 +21,7 @@ import {
 import type { NbdServer, NbdServerStats } from "../nbd/server.ts";
 import type { ClusterNodeStatus } from "../node/cluster_node.ts";
 import type { PeerListenerStats } from "../peer/transport.ts";
+import type { Logger } from "../log.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import type { ScrubStatus } from "../storage/scrubber.ts";
 import { GC_TRIGGERS, type GcStatsSnapshot, type GcTriggerTotals } from "./gc_stats.ts";
@@ -387,13 +388,14 @@ function renderGc(text: PrometheusText, gc: GcStatsSnapshot): void {
   renderAll(text, GC_TOTALS, gc);
 }
 
-/** Serves `/healthz` and `/metrics` on `hostname:port`. */
+/** Serves `/healthz` and `/metrics` on `hostname:port`, and logs the address to `logger`. */
 export function serveStatus(
   sources: StatusSources,
   hostname: string,
   port: number,
+  logger: Logger,
 ): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname, port, onListen: () => {} }, async (request) => {
+  const server = Deno.serve({ hostname, port, onListen: () => {} }, async (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/healthz") {
       try {
@@ -413,4 +415,6 @@ export function serveStatus(
     }
     return new Response("not found: try /healthz or /metrics\n", { status: 404, headers: CLOSE });
   });
+  logger.log("info", `HTTP status on http://${hostname}:${server.addr.port}/metrics`);
+  return server;
 }

@@ -119,10 +119,7 @@ export class NbdServe {
           },
           httpAddress.hostname,
           httpAddress.port,
-        );
-        options.logger.log(
-          "info",
-          `HTTP status on http://${httpAddress.hostname}:${http.addr.port}/metrics`,
+          options.logger,
         );
       }
       return new NbdServe(node, exports, nbd, http, MallocTuning.start(options.clock));

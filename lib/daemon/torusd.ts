@@ -22,7 +22,7 @@ import { serveStatus } from "./http_status.ts";
 import { MallocTuning } from "./malloc_tuning.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import type { BlockRef } from "../core/block_ref.ts";
-import { SCRUB_BYTES_PER_SECOND_DEFAULT, Scrubber, type ScrubStatus } from "../storage/scrubber.ts";
+import { SCRUB_BYTES_PER_SECOND_DEFAULT, Scrubber } from "../storage/scrubber.ts";
 import { GcStats, type GcStatsSnapshot, type GcTrigger, runCountedCollection } from "./gc_stats.ts";
 
 /** The NBD port when an address names none. */
@@ -281,10 +281,7 @@ export class Torusd {
       },
       hostname,
       port,
-    );
-    this.#options.logger.log(
-      "info",
-      `HTTP status on http://${hostname}:${this.#http.addr.port}/metrics`,
+      this.#options.logger,
     );
   }
 
@@ -303,11 +300,6 @@ export class Torusd {
       repair,
     });
     this.#scrubbing = this.#scrubber.run();
-  }
-
-  /** The scrubber's totals, when it runs. */
-  get scrubStatus(): ScrubStatus | null {
-    return this.#scrubber?.status() ?? null;
   }
 
   #scheduleGc(): void {

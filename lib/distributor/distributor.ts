@@ -1099,25 +1099,9 @@ export class Distributor implements BlockStore {
     }
     const need = this.#copiesNeeded(perm) - live.length;
     if (need > 0) {
-      const whole = { offsetBytes: 0, lengthBytes: this.blockSizeBytes };
-      const attempts = new Map<string, Attempt>();
-      let block: Uint8Array | undefined;
-      for (const uuid of live) {
-        const copy = await this.#tryRead(
-          uuid,
-          ref,
-          whole,
-          undefined,
-          this.#timeouts.readMs,
-          attempts,
-        );
-        if (copy !== undefined) {
-          block = copy.data;
-          break;
-        }
-      }
-      if (block === undefined) return false;
-      const data = block;
+      const copy = await this.#firstGoodCopy(ref, live, new Map());
+      if (copy === undefined) return false;
+      const data = copy.data;
       const candidates = this.#writeOrder(perm).filter((uuid) =>
         !live.includes(uuid) && !failed.has(uuid)
       );
@@ -1155,10 +1139,31 @@ export class Distributor implements BlockStore {
       if (error instanceof NoPeersError) return null;
       throw error;
     }
-    const whole = { offsetBytes: 0, lengthBytes: this.blockSizeBytes };
     const attempts = new Map<string, Attempt>();
-    for (const uuid of perm.peers) {
-      if (uuid === this.selfUuid) continue;
+    const others = perm.peers.filter((uuid) => uuid !== this.selfUuid);
+    const copy = await this.#firstGoodCopy(ref, others, attempts);
+    if (copy !== undefined) {
+      await this.#local.writeBlock(ref, copy.data);
+      return copy.uuid;
+    }
+    this.#logger.log(
+      "debug",
+      `no good copy of ${ref.key()} to repair from: ${describeAttempts(attempts.values())}`,
+    );
+    return null;
+  }
+
+  /**
+   * The whole block `ref` from the first of `uuids`, in order, whose copy
+   * passes its checks; undefined when none does (the reasons in `attempts`).
+   */
+  async #firstGoodCopy(
+    ref: BlockRef,
+    uuids: readonly string[],
+    attempts: Map<string, Attempt>,
+  ): Promise<{ uuid: string; data: Uint8Array } | undefined> {
+    const whole = { offsetBytes: 0, lengthBytes: this.blockSizeBytes };
+    for (const uuid of uuids) {
       const copy = await this.#tryRead(
         uuid,
         ref,
@@ -1167,15 +1172,9 @@ export class Distributor implements BlockStore {
         this.#timeouts.readMs,
         attempts,
       );
-      if (copy === undefined) continue;
-      await this.#local.writeBlock(ref, copy.data);
-      return uuid;
+      if (copy !== undefined) return { uuid, data: copy.data };
     }
-    this.#logger.log(
-      "debug",
-      `no good copy of ${ref.key()} to repair from: ${describeAttempts(attempts.values())}`,
-    );
-    return null;
+    return undefined;
   }
 
   /** Records that `uuid` acknowledged a write of `ref` (or a delete) it has not flushed yet. */

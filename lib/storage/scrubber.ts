@@ -19,7 +19,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import type { BlockRef } from "../core/block_ref.ts";
+import { type BlockRef, BlockType } from "../core/block_ref.ts";
 import { BlockCorruptError, BlockNotFoundError, ClosedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { BlockStore } from "./block_store.ts";
@@ -94,7 +94,7 @@ export interface ScrubStatus {
 /** A block named for people: volume id, INode and index, and whether it holds an INode. */
 export function describeRef(ref: BlockRef): string {
   return `${
-    ref.type === 1 ? "INode " : ""
+    ref.type === BlockType.inode ? "INode " : ""
   }block ${ref.index} of INode ${ref.inode} of volume id ${ref.volume}`;
 }
 
@@ -106,7 +106,7 @@ export function describeRef(ref: BlockRef): string {
  * const scrubber = new Scrubber({ store, clock, logger });
  * const stopped = scrubber.run(); // paced, until stop()
  * // ... later
- * await scrubber.stop();
+ * scrubber.stop();
  * await stopped;
  * ```
  */
